@@ -1,0 +1,102 @@
+//! The command line, as clap derive structs: this file is the reference
+//! for every command and flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// clou keeps a small host's servers configured, upgraded and healthy.
+#[derive(Debug, Parser)]
+#[command(name = "clou", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More detail on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The lab: a replica of the fleet on this machine, to rehearse changes.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Boots the lab replica of the fleet and shows every host answering.
+    Demo(DemoArgs),
+}
+
+/// Which inventory, and so which lab.
+#[derive(Debug, Clone, Args)]
+pub struct LabSelect {
+    /// The inventory whose hosts the lab replicates.
+    #[arg(long, short = 'i', env = "CLOU_INVENTORY", default_value = "inventory/girofle.yaml")]
+    pub inventory: PathBuf,
+    /// Lab name (default: the inventory file's name, e.g. girofle).
+    #[arg(long)]
+    pub lab: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Boots one Debian host per inventory host and waits until each answers SSH.
+    Up(LabUpArgs),
+    /// Stops what `up` started and removes its mounts, links and bridge.
+    Down(LabDownArgs),
+    /// Lists the lab's hosts: release, address, up or down.
+    Status(LabStatusArgs),
+    /// Opens a root shell on a lab host, or runs a command there.
+    Ssh(LabSshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// Boot every host with this Debian release (bullseye, bookworm, trixie).
+    #[arg(long)]
+    pub release: Option<String>,
+    /// Lab subnet, a private /24 (default: the inventory's, else 10.99.0.0/24).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Throw away the hosts' previous state first.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Seconds to wait for every host to answer SSH.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDownArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// Also delete the hosts' filesystems and disks.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabStatusArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// One JSON object per host on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabSshArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// The lab host.
+    pub host: String,
+    /// Command to run (default: an interactive shell).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+}

@@ -1,0 +1,122 @@
+//! The inventory file as written, field for field.
+//!
+//! These structs are the reference for the file format: every field is
+//! documented here, and unknown fields are refused so that a typo is an
+//! error rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `inventory/*.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Vars given to every host (lowest precedence of the inventory).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    /// Groups of hosts.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
+    /// Hosts, by name. The order of the file is kept.
+    #[serde(default, deserialize_with = "ordered_map")]
+    pub hosts: Vec<(String, Host)>,
+    /// Settings for `clou lab`, the rehearsal replica; production ignores them.
+    #[serde(default)]
+    pub lab: LabSettings,
+}
+
+/// One host entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Address or DNS name to reach the host at (default: the host name).
+    pub address: Option<String>,
+    /// SSH port (default 22).
+    pub port: Option<u16>,
+    /// SSH user (default root).
+    pub user: Option<String>,
+    /// Debian release codename the host runs: bullseye, bookworm or trixie
+    /// (default bookworm).
+    pub release: Option<String>,
+    /// Roles applied to this host, besides those of its groups.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Vars of this host (highest precedence of the inventory).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+}
+
+/// One group entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Hosts in the group.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Groups whose hosts are also in this group.
+    #[serde(default)]
+    pub children: Vec<String>,
+    /// Roles applied to every host of the group.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Vars of the group's hosts (a parent's vars before a child's).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+}
+
+/// `lab:`: how `clou lab` builds the replica of this inventory.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabSettings {
+    /// IPv4 subnet of the lab bridge, as `a.b.c.0/24`.
+    pub subnet: Option<String>,
+    /// Debian packages the lab's apt repository must offer to its hosts,
+    /// besides what the roles install.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Per-host lab settings.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, LabHost>,
+}
+
+/// Lab settings of one host.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabHost {
+    /// Extra disks, by size (`512M`, `2G`): loop-backed block devices that
+    /// appear in the host as `/dev/vdb`, `/dev/vdc`, ...
+    #[serde(default)]
+    pub disks: Vec<String>,
+}
+
+/// Reads a YAML mapping into a list of pairs, keeping the file's order and
+/// refusing a key given twice.
+fn ordered_map<'de, D, T>(de: D) -> Result<Vec<(String, T)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Visitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = Vec<(String, T)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of host names to host entries")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, T)> = Vec::new();
+            while let Some((key, value)) = map.next_entry::<String, T>()? {
+                if out.iter().any(|(k, _)| *k == key) {
+                    return Err(serde::de::Error::custom(format!("host {key:?} is listed twice")));
+                }
+                out.push((key, value));
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Visitor(std::marker::PhantomData))
+}

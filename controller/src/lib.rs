@@ -1,0 +1,151 @@
+//! `clou`: keeps a small host's servers configured, upgraded and healthy.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap derive).
+//! - [`yaml`]: the one function that reads YAML, with `file:line:col` errors.
+//! - [`inventory`]: hosts, groups and vars, validated.
+//! - [`lab`]: the rehearsal replica of the fleet, booted on this machine.
+//! - [`demo`]: what `clou demo` shows.
+//! - [`process`]: running local programs with errors that say what ran.
+//!
+//! `main` parses the command line and calls [`run`], which dispatches to
+//! the module of the command and turns its result into an exit code.
+
+pub mod cli;
+pub mod demo;
+pub mod inventory;
+pub mod lab;
+pub mod process;
+pub mod yaml;
+
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use cli::{Cli, Command, LabCommand, LabSelect};
+use inventory::Inventory;
+use lab::Lab;
+
+/// Exit code when every host did what was asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when at least one host failed or could not be reached.
+pub const EXIT_HOSTS_FAILED: u8 = 1;
+/// Exit code when clou could not do its work at all (bad input, no lab...).
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs clou with the process's arguments.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Lab(cmd) => run_lab(cmd),
+        Command::Demo(args) => demo::run(&args.select),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// The lab an inventory selects.
+pub fn select_lab(select: &LabSelect) -> anyhow::Result<Lab> {
+    let name = select.lab.clone().unwrap_or_else(|| Lab::name_for(&select.inventory));
+    Ok(Lab::new(&Lab::default_root(), &name)?)
+}
+
+fn load_inventory(select: &LabSelect) -> anyhow::Result<Inventory> {
+    Inventory::load(&select.inventory).with_context(|| {
+        format!(
+            "cannot use the inventory {}\n  hint: pass --inventory FILE, or run clou from the repository root",
+            select.inventory.display()
+        )
+    })
+}
+
+fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LabCommand::Up(args) => {
+            let inventory = load_inventory(&args.select)?;
+            let lab = select_lab(&args.select)?;
+            let opts = lab::UpOptions {
+                release: args.release,
+                subnet: args.subnet,
+                fresh: args.fresh,
+                timeout: Duration::from_secs(args.timeout),
+            };
+            let started = std::time::Instant::now();
+            let state = lab.up(&inventory, &opts).with_context(|| format!("lab {} did not come up", lab.name))?;
+            eprintln!(
+                "lab {}: {} hosts up on {} in {:.1} s",
+                lab.name,
+                state.hosts.len(),
+                state.subnet,
+                started.elapsed().as_secs_f64()
+            );
+            print_status(&lab, false)?;
+            eprintln!("lab inventory: {}", lab.inventory_path().display());
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        LabCommand::Down(args) => {
+            let lab = select_lab(&args.select)?;
+            lab.down(args.purge).with_context(|| format!("lab {} did not stop cleanly", lab.name))?;
+            eprintln!("lab {}: down{}", lab.name, if args.purge { ", hosts deleted" } else { "" });
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        LabCommand::Status(args) => {
+            let lab = select_lab(&args.select)?;
+            print_status(&lab, args.json)
+        }
+        LabCommand::Ssh(args) => {
+            let lab = select_lab(&args.select)?;
+            let host = lab.host(&args.host)?;
+            let mut ssh = lab.ssh_command(host.address);
+            if args.command.is_empty() {
+                ssh.arg("-t");
+            } else {
+                ssh.arg("--").args(&args.command);
+            }
+            // Hand the terminal over to ssh; exec only returns on failure.
+            let err = ssh.exec();
+            Err(anyhow::Error::new(err).context("cannot run ssh"))
+        }
+    }
+}
+
+fn print_status(lab: &Lab, json: bool) -> anyhow::Result<ExitCode> {
+    let rows = lab.status()?;
+    if json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+    } else {
+        println!("{:<16} {:<10} {:<15} {:<5} {}", "HOST", "RELEASE", "ADDRESS", "STATE", "SSH");
+        for r in &rows {
+            println!(
+                "{:<16} {:<10} {:<15} {:<5} {}",
+                r.name,
+                r.release,
+                r.address.to_string(),
+                if r.running { "up" } else { "down" },
+                if r.ssh { "answers" } else { "-" }
+            );
+        }
+    }
+    let all_up = rows.iter().all(|r| r.running && r.ssh);
+    Ok(ExitCode::from(if all_up { EXIT_OK } else { EXIT_HOSTS_FAILED }))
+}

@@ -1,0 +1,118 @@
+//! Running local programs with errors that say what was run.
+//!
+//! Commands are always argv vectors. A failure names the program, its
+//! arguments and the last lines of what it printed on stderr.
+
+use std::fmt;
+use std::process::{Command, Output, Stdio};
+
+/// A program that could not be started or did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub struct CommandError {
+    /// The command line, for the message.
+    pub argv: String,
+    /// Exit status, or `None` when it could not start or was killed.
+    pub status: Option<i32>,
+    /// Why it could not start, or the tail of its stderr.
+    pub detail: String,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(code) => write!(f, "`{}` exited with status {code}", self.argv)?,
+            None => write!(f, "`{}` failed", self.argv)?,
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// The command line of `cmd`, quoted enough to be read and pasted.
+pub fn display(cmd: &Command) -> String {
+    let mut out = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        let arg = arg.to_string_lossy();
+        out.push(' ');
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?".contains(c)) {
+            out.push('\'');
+            out.push_str(&arg.replace('\'', r"'\''"));
+            out.push('\'');
+        } else {
+            out.push_str(&arg);
+        }
+    }
+    out
+}
+
+/// Runs `cmd` to completion, capturing its output; fails unless it exits 0.
+pub fn run(cmd: &mut Command) -> Result<Output, CommandError> {
+    let argv = display(cmd);
+    tracing::debug!(command = %argv, "running");
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| CommandError {
+            argv: argv.clone(),
+            status: None,
+            detail: err.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(CommandError {
+            argv,
+            status: output.status.code(),
+            detail: tail(&String::from_utf8_lossy(&output.stderr), 8),
+        })
+    }
+}
+
+/// Runs `cmd` and returns its stdout as text.
+pub fn stdout(cmd: &mut Command) -> Result<String, CommandError> {
+    run(cmd).map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The last `n` non-empty lines of `text`, joined with " | ".
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Whether `program` is found on `PATH` (or is an existing absolute path).
+pub fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let mut cmd = Command::new("echo");
+        cmd.args(["a b", "it's", "plain"]);
+        assert_eq!(display(&cmd), r"echo 'a b' 'it'\''s' plain");
+    }
+
+    #[test]
+    fn failure_names_the_command_and_its_stderr() {
+        let err = run(Command::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
+        assert_eq!(err.status, Some(3));
+        assert!(err.to_string().contains("boom"), "{err}");
+        assert!(err.to_string().contains("sh -c"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_not_a_panic() {
+        let err = run(&mut Command::new("/nonexistent/clou-test")).unwrap_err();
+        assert_eq!(err.status, None);
+    }
+}
