@@ -9,6 +9,8 @@
 //! The agent is plain blocking code: it does one thing at a time on one
 //! host, and a runtime would only make it larger.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
@@ -92,7 +94,10 @@ mod tests {
         let mut out = Vec::new();
         let err = serve(hello_line(PROTOCOL_VERSION + 1).as_bytes(), &mut out).unwrap_err();
         assert!(matches!(err, Error::ProtocolMismatch { .. }), "{err}");
-        assert!(out.is_empty(), "nothing may be written after a refused hello");
+        assert!(
+            out.is_empty(),
+            "nothing may be written after a refused hello"
+        );
     }
 
     #[test]

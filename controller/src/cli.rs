@@ -29,7 +29,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct LabSelect {
     /// The inventory whose hosts the lab replicates.
-    #[arg(long, short = 'i', env = "CLOU_INVENTORY", default_value = "inventory/girofle.yaml")]
+    #[arg(
+        long,
+        short = 'i',
+        env = "CLOU_INVENTORY",
+        default_value = "inventory/girofle.yaml"
+    )]
     pub inventory: PathBuf,
     /// Lab name (default: the inventory file's name, e.g. girofle).
     #[arg(long)]

@@ -30,8 +30,14 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(120),
         ..Default::default()
     };
-    let state = lab.up(&inventory, &opts).with_context(|| format!("lab {} did not come up", lab.name))?;
-    eprintln!("demo: {} hosts up in {:.1} s\n", state.hosts.len(), started.elapsed().as_secs_f64());
+    let state = lab
+        .up(&inventory, &opts)
+        .with_context(|| format!("lab {} did not come up", lab.name))?;
+    eprintln!(
+        "demo: {} hosts up in {:.1} s\n",
+        state.hosts.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     let rows = std::thread::scope(|scope| {
         let handles: Vec<_> = state
@@ -42,21 +48,38 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
                 scope.spawn(move || (h, ask(lab, h.address)))
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .collect::<Vec<_>>()
     });
-    println!("{:<16} {:<15} {:<34} {:<10} {}", "HOST", "ADDRESS", "RELEASE", "SYSTEMD", "SSHD");
+    println!(
+        "{:<16} {:<15} {:<34} {:<10} SSHD",
+        "HOST", "ADDRESS", "RELEASE", "SYSTEMD"
+    );
     let mut failed = 0;
     for (h, answer) in &rows {
         match answer {
             Ok((release, systemd, sshd)) => {
-                println!("{:<16} {:<15} {:<34} {:<10} {}", h.name, h.address.to_string(), release, systemd, sshd);
+                println!(
+                    "{:<16} {:<15} {:<34} {:<10} {}",
+                    h.name,
+                    h.address.to_string(),
+                    release,
+                    systemd,
+                    sshd
+                );
                 if systemd != "running" || sshd != "active" {
                     failed += 1;
                 }
             }
             Err(err) => {
                 failed += 1;
-                println!("{:<16} {:<15} unreachable: {err}", h.name, h.address.to_string());
+                println!(
+                    "{:<16} {:<15} unreachable: {err}",
+                    h.name,
+                    h.address.to_string()
+                );
             }
         }
     }
@@ -64,9 +87,17 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
         "\n{} of {} hosts answer over SSH. Try `clou lab ssh {}`; stop the lab with `clou lab down`.",
         rows.len() - failed,
         rows.len(),
-        state.hosts.first().map(|h| h.name.as_str()).unwrap_or("HOST")
+        state
+            .hosts
+            .first()
+            .map(|h| h.name.as_str())
+            .unwrap_or("HOST")
     );
-    Ok(ExitCode::from(if failed == 0 { crate::EXIT_OK } else { crate::EXIT_HOSTS_FAILED }))
+    Ok(ExitCode::from(if failed == 0 {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_HOSTS_FAILED
+    }))
 }
 
 fn ask(lab: &Lab, address: std::net::Ipv4Addr) -> anyhow::Result<(String, String, String)> {

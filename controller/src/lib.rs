@@ -12,6 +12,8 @@
 //! `main` parses the command line and calls [`run`], which dispatches to
 //! the module of the command and turns its result into an exit code.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod cli;
 pub mod demo;
 pub mod inventory;
@@ -64,7 +66,10 @@ fn init_logging(verbose: u8) {
 
 /// The lab an inventory selects.
 pub fn select_lab(select: &LabSelect) -> anyhow::Result<Lab> {
-    let name = select.lab.clone().unwrap_or_else(|| Lab::name_for(&select.inventory));
+    let name = select
+        .lab
+        .clone()
+        .unwrap_or_else(|| Lab::name_for(&select.inventory));
     Ok(Lab::new(&Lab::default_root(), &name)?)
 }
 
@@ -89,7 +94,9 @@ fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
                 timeout: Duration::from_secs(args.timeout),
             };
             let started = std::time::Instant::now();
-            let state = lab.up(&inventory, &opts).with_context(|| format!("lab {} did not come up", lab.name))?;
+            let state = lab
+                .up(&inventory, &opts)
+                .with_context(|| format!("lab {} did not come up", lab.name))?;
             eprintln!(
                 "lab {}: {} hosts up on {} in {:.1} s",
                 lab.name,
@@ -103,8 +110,13 @@ fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Down(args) => {
             let lab = select_lab(&args.select)?;
-            lab.down(args.purge).with_context(|| format!("lab {} did not stop cleanly", lab.name))?;
-            eprintln!("lab {}: down{}", lab.name, if args.purge { ", hosts deleted" } else { "" });
+            lab.down(args.purge)
+                .with_context(|| format!("lab {} did not stop cleanly", lab.name))?;
+            eprintln!(
+                "lab {}: down{}",
+                lab.name,
+                if args.purge { ", hosts deleted" } else { "" }
+            );
             Ok(ExitCode::from(EXIT_OK))
         }
         LabCommand::Status(args) => {
@@ -134,7 +146,10 @@ fn print_status(lab: &Lab, json: bool) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(row)?);
         }
     } else {
-        println!("{:<16} {:<10} {:<15} {:<5} {}", "HOST", "RELEASE", "ADDRESS", "STATE", "SSH");
+        println!(
+            "{:<16} {:<10} {:<15} {:<5} SSH",
+            "HOST", "RELEASE", "ADDRESS", "STATE"
+        );
         for r in &rows {
             println!(
                 "{:<16} {:<10} {:<15} {:<5} {}",
@@ -147,5 +162,9 @@ fn print_status(lab: &Lab, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     let all_up = rows.iter().all(|r| r.running && r.ssh);
-    Ok(ExitCode::from(if all_up { EXIT_OK } else { EXIT_HOSTS_FAILED }))
+    Ok(ExitCode::from(if all_up {
+        EXIT_OK
+    } else {
+        EXIT_HOSTS_FAILED
+    }))
 }

@@ -36,7 +36,9 @@ pub fn display(cmd: &Command) -> String {
     for arg in cmd.get_args() {
         let arg = arg.to_string_lossy();
         out.push(' ');
-        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?".contains(c)) {
+        if arg.is_empty()
+            || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?".contains(c))
+        {
             out.push('\'');
             out.push_str(&arg.replace('\'', r"'\''"));
             out.push('\'');

@@ -28,7 +28,9 @@ pub struct YamlError {
 impl fmt::Display for YamlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.location {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.path.display(), self.message),
         }
     }
@@ -84,7 +86,8 @@ mod tests {
 
     #[test]
     fn unknown_field_is_refused_with_its_line() {
-        let err = parse_yaml::<Doc>(Path::new("inv.yaml"), "name: a\nport: 22\nprot: 1\n").unwrap_err();
+        let err =
+            parse_yaml::<Doc>(Path::new("inv.yaml"), "name: a\nport: 22\nprot: 1\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("inv.yaml:3:"), "{text}");
         assert!(text.contains("prot"), "{text}");

@@ -11,6 +11,8 @@
 //! This crate holds plain data only (serde types and their documentation); it
 //! does no I/O, so both the async controller and the blocking agent use it.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the wire protocol. Bumped on any incompatible change; both

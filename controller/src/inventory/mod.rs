@@ -287,14 +287,18 @@ mod tests {
 
     #[test]
     fn unknown_host_in_group_is_refused() {
-        let err = load("hosts: {a: {}}\ngroups:\n  x: {hosts: [b]}\n").unwrap_err().to_string();
+        let err = load("hosts: {a: {}}\ngroups:\n  x: {hosts: [b]}\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown host \"b\""), "{err}");
         assert!(err.contains("inventory/test.yaml"), "{err}");
     }
 
     #[test]
     fn unknown_release_is_refused() {
-        let err = load("hosts: {a: {release: buster}}\n").unwrap_err().to_string();
+        let err = load("hosts: {a: {release: buster}}\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("buster"), "{err}");
     }
 
@@ -306,7 +310,9 @@ mod tests {
 
     #[test]
     fn unknown_field_names_its_line() {
-        let err = load("hosts:\n  a:\n    adress: 192.0.2.1\n").unwrap_err().to_string();
+        let err = load("hosts:\n  a:\n    adress: 192.0.2.1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("inventory/test.yaml:3:"), "{err}");
     }
 

@@ -107,11 +107,16 @@ where
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut out: Vec<(String, T)> = Vec::new();
             while let Some((key, value)) = map.next_entry::<String, T>()? {
                 if out.iter().any(|(k, _)| *k == key) {
-                    return Err(serde::de::Error::custom(format!("host {key:?} is listed twice")));
+                    return Err(serde::de::Error::custom(format!(
+                        "host {key:?} is listed twice"
+                    )));
                 }
                 out.push((key, value));
             }

@@ -27,7 +27,11 @@ const DISK_NAMES: &[&str] = &["vdb", "vdc", "vdd", "vde", "vdf", "vdg", "vdh", "
 
 /// Writes the files that make the overlay this host: name, addresses of
 /// its peers, machine id, SSH host keys, the lab key, apt source.
-pub fn prepare(host: &HostState, peers: &[(String, Ipv4Addr)], lab_key_pub: &str) -> Result<(), LabError> {
+pub fn prepare(
+    host: &HostState,
+    peers: &[(String, Ipv4Addr)],
+    lab_key_pub: &str,
+) -> Result<(), LabError> {
     let root = host.rootfs();
     let write = |rel: &str, text: &str, mode: u32| -> Result<(), LabError> {
         let path = root.join(rel);
@@ -35,16 +39,23 @@ pub fn prepare(host: &HostState, peers: &[(String, Ipv4Addr)], lab_key_pub: &str
             std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
         }
         std::fs::write(&path, text).map_err(io_err("writing", &path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &path))
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod", &path))
     };
     write("etc/hostname", &format!("{}\n", host.name), 0o644)?;
-    let mut hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n", host.name);
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        host.name
+    );
     for (name, addr) in peers {
         hosts.push_str(&format!("{addr}\t{name}\n"));
     }
     write("etc/hosts", &hosts, 0o644)?;
     let machine_id = root.join("etc/machine-id");
-    if std::fs::read_to_string(&machine_id).map(|s| s.trim().len() != 32).unwrap_or(true) {
+    if std::fs::read_to_string(&machine_id)
+        .map(|s| s.trim().len() != 32)
+        .unwrap_or(true)
+    {
         write("etc/machine-id", &format!("{}\n", random_hex(16)?), 0o444)?;
     }
     if !root.join("etc/ssh/ssh_host_ed25519_key").exists() {
@@ -52,10 +63,17 @@ pub fn prepare(host: &HostState, peers: &[(String, Ipv4Addr)], lab_key_pub: &str
         process::run(Command::new("ssh-keygen").arg("-A").arg("-f").arg(&root))?;
     }
     std::fs::create_dir_all(root.join("root/.ssh")).map_err(io_err("creating", &root))?;
-    std::fs::set_permissions(root.join("root/.ssh"), std::fs::Permissions::from_mode(0o700))
-        .map_err(io_err("chmod", &root))?;
+    std::fs::set_permissions(
+        root.join("root/.ssh"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .map_err(io_err("chmod", &root))?;
     write("root/.ssh/authorized_keys", lab_key_pub, 0o600)?;
-    write("etc/apt/sources.list", &repo::source_line(&host.release), 0o644)?;
+    write(
+        "etc/apt/sources.list",
+        &repo::source_line(&host.release),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -75,7 +93,7 @@ pub fn host_keys(host: &HostState) -> Result<Vec<String>, LabError> {
     if keys.is_empty() {
         return Err(LabError::Io {
             what: format!("reading the SSH host keys of {}", host.name),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no host key"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no host key"),
         });
     }
     Ok(keys)
@@ -83,14 +101,22 @@ pub fn host_keys(host: &HostState) -> Result<Vec<String>, LabError> {
 
 /// Attaches the host's extra disks to loop devices (creating the backing
 /// files the first time); returns them.
-pub fn attach_disks(disk_dir: &Path, host: &str, sizes: &[String]) -> Result<Vec<DiskState>, LabError> {
+pub fn attach_disks(
+    disk_dir: &Path,
+    host: &str,
+    sizes: &[String],
+) -> Result<Vec<DiskState>, LabError> {
     if sizes.len() > DISK_NAMES.len() {
-        return Err(LabError::BadDisk(format!("{host}: at most {} extra disks", DISK_NAMES.len())));
+        return Err(LabError::BadDisk(format!(
+            "{host}: at most {} extra disks",
+            DISK_NAMES.len()
+        )));
     }
     std::fs::create_dir_all(disk_dir).map_err(io_err("creating", disk_dir))?;
     let mut out = Vec::new();
     for (size, name) in sizes.iter().zip(DISK_NAMES) {
-        let bytes = parse_size(size).ok_or_else(|| LabError::BadDisk(format!("{host}: size {size:?}")))?;
+        let bytes =
+            parse_size(size).ok_or_else(|| LabError::BadDisk(format!("{host}: size {size:?}")))?;
         let image = disk_dir.join(format!("{host}-{name}.img"));
         if !image.exists() {
             let file = File::create(&image).map_err(io_err("creating", &image))?;
@@ -98,9 +124,13 @@ pub fn attach_disks(disk_dir: &Path, host: &str, sizes: &[String]) -> Result<Vec
         }
         let device = match loop_of(&image)? {
             Some(dev) => dev,
-            None => process::stdout(Command::new("losetup").args(["--find", "--show", "--nooverlap"]).arg(&image))?
-                .trim()
-                .to_owned(),
+            None => process::stdout(
+                Command::new("losetup")
+                    .args(["--find", "--show", "--nooverlap"])
+                    .arg(&image),
+            )?
+            .trim()
+            .to_owned(),
         };
         out.push(DiskState {
             image,
@@ -122,7 +152,12 @@ pub fn detach_disk(disk: &DiskState) -> Result<(), LabError> {
 /// The loop device backed by `image`, if any.
 fn loop_of(image: &Path) -> Result<Option<String>, LabError> {
     let out = process::stdout(Command::new("losetup").arg("--associated").arg(image))?;
-    Ok(out.lines().next().and_then(|l| l.split(':').next()).map(str::to_owned).filter(|s| !s.is_empty()))
+    Ok(out
+        .lines()
+        .next()
+        .and_then(|l| l.split(':').next())
+        .map(str::to_owned)
+        .filter(|s| !s.is_empty()))
 }
 
 /// `512M`, `2G`, `1T` or a byte count.
@@ -186,12 +221,13 @@ pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
     let mut procs = Vec::new();
     for dir in &host.cgroups {
         std::fs::create_dir_all(dir).map_err(io_err("creating the cgroup", dir))?;
-        procs.push(std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes()).map_err(
-            |_| LabError::Io {
-                what: format!("cgroup path {}", dir.display()),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"),
-            },
-        )?);
+        procs.push(
+            std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+                .map_err(|_| LabError::Io {
+                    what: format!("cgroup path {}", dir.display()),
+                    error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"),
+                })?,
+        );
     }
     let console = host.dir.join("console.log");
     let log = File::create(&console).map_err(io_err("creating", &console))?;
@@ -200,13 +236,33 @@ pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
     cmd.args(["--quiet", "--register=no", "--keep-unit", "--boot"])
         .arg(format!("--directory={}", host.rootfs().display()))
         .arg(format!("--machine={}", host.name))
-        .arg(format!("--network-namespace-path=/run/netns/{}", host.netns))
-        .args(["--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only"])
-        .arg(format!("--bind-ro={}:{}", repo_dir.display(), repo::MOUNT_POINT));
+        .arg(format!(
+            "--network-namespace-path=/run/netns/{}",
+            host.netns
+        ))
+        .args([
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+            "--console=read-only",
+        ])
+        .arg(format!(
+            "--bind-ro={}:{}",
+            repo_dir.display(),
+            repo::MOUNT_POINT
+        ));
     for disk in &host.disks {
         cmd.arg(format!("--bind={}:{}", disk.device, disk.target));
     }
-    cmd.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+    // Multi-device btrfs (RAID1 on the extra disks) registers its devices
+    // through this control node.
+    if !host.disks.is_empty() && Path::new("/dev/btrfs-control").exists() {
+        cmd.arg("--bind=/dev/btrfs-control");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
     let argv = process::display(&cmd);
     // Join the host's cgroups between fork and exec, so nspawn never runs
     // anywhere else; only open/write/close, which are async-signal-safe.
@@ -241,16 +297,24 @@ pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
 /// recycled PID of something else).
 pub fn is_running(pid: u32, machine: &str) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else { return false };
+    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
+        return false;
+    };
     // The state follows the parenthesised command name; Z is a zombie.
-    if stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')).unwrap_or(true) {
+    if stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        .unwrap_or(true)
+    {
         reap(pid);
         return false;
     }
-    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
+        return false;
+    };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let want = format!("--machine={machine}");
-    args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn")) && args.iter().any(|a| *a == want.as_bytes())
+    args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn")) && args.contains(&want.as_bytes())
 }
 
 /// Collects the exit status when the host process is our own child.
@@ -264,9 +328,14 @@ fn reap(pid: u32) {
 /// an orderly poweroff; after `grace`, SIGKILL. Only signals `pid` if it is
 /// still the nspawn of this host.
 pub fn stop(pid: u32, machine: &str, grace: Duration) -> Result<(), LabError> {
-    let Ok(raw) = i32::try_from(pid) else { return Ok(()) };
+    let Ok(raw) = i32::try_from(pid) else {
+        return Ok(());
+    };
     let target = Pid::from_raw(raw);
-    for (signal, wait) in [(Signal::SIGTERM, grace), (Signal::SIGKILL, Duration::from_secs(10))] {
+    for (signal, wait) in [
+        (Signal::SIGTERM, grace),
+        (Signal::SIGKILL, Duration::from_secs(10)),
+    ] {
         if !is_running(pid, machine) {
             return Ok(());
         }

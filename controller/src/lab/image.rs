@@ -34,7 +34,11 @@ const RECIPE_VERSION: u32 = 1;
 /// Where the image of `release` lives (built or not).
 pub fn image_dir(root: &Path, release: &str, mirror: &Mirror) -> PathBuf {
     let mut hash = Sha256::new();
-    hash.update(format!("{RECIPE_VERSION}\n{release}\n{}\n{}", mirror.archive, BASE_PACKAGES.join(",")));
+    hash.update(format!(
+        "{RECIPE_VERSION}\n{release}\n{}\n{}",
+        mirror.archive,
+        BASE_PACKAGES.join(",")
+    ));
     let digest = hash.finalize();
     let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     root.join("images").join(format!("{release}-{short}"))
@@ -47,7 +51,8 @@ pub fn ensure(root: &Path, release: &str, mirror: &Mirror) -> Result<PathBuf, La
     std::fs::create_dir_all(&images).map_err(io_err("creating the image cache", &images))?;
     let lock_path = dir.with_extension("lock");
     let lock = File::create(&lock_path).map_err(io_err("creating the image lock", &lock_path))?;
-    lock.lock().map_err(io_err("locking the image", &lock_path))?;
+    lock.lock()
+        .map_err(io_err("locking the image", &lock_path))?;
     if dir.join(".clou-image").is_file() {
         return Ok(dir);
     }
@@ -58,7 +63,9 @@ pub fn ensure(root: &Path, release: &str, mirror: &Mirror) -> Result<PathBuf, La
     }
     let log_path = dir.with_extension("log");
     let log = File::create(&log_path).map_err(io_err("creating the build log", &log_path))?;
-    let log_err = log.try_clone().map_err(io_err("opening the build log", &log_path))?;
+    let log_err = log
+        .try_clone()
+        .map_err(io_err("opening the build log", &log_path))?;
     let status = Command::new("debootstrap")
         .arg("--variant=minbase")
         .arg(format!("--include={}", BASE_PACKAGES.join(",")))
@@ -70,11 +77,13 @@ pub fn ensure(root: &Path, release: &str, mirror: &Mirror) -> Result<PathBuf, La
         .stdout(log)
         .stderr(log_err)
         .status()
-        .map_err(|e| LabError::Command(process::CommandError {
-            argv: "debootstrap".into(),
-            status: None,
-            detail: e.to_string(),
-        }))?;
+        .map_err(|e| {
+            LabError::Command(process::CommandError {
+                argv: "debootstrap".into(),
+                status: None,
+                detail: e.to_string(),
+            })
+        })?;
     if !status.success() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         return Err(LabError::Command(process::CommandError {

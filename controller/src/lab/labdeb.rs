@@ -20,7 +20,7 @@ pub const PACKAGE: &str = "clou-lab-hello";
 pub const VERSIONS: &[&str] = &["1.0-1", "2.0-1"];
 
 /// Bumped when the package contents below change.
-pub const RECIPE_VERSION: u32 = 1;
+pub const RECIPE_VERSION: u32 = 2;
 
 /// Builds every version into `out` (skipping those already there) and
 /// returns the .deb paths.
@@ -45,7 +45,8 @@ fn build(out: &Path, version: &str) -> Result<PathBuf, LabError> {
             std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
         }
         std::fs::write(&path, text).map_err(io_err("writing", &path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &path))
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod", &path))
     };
     put(
         "DEBIAN/control",

@@ -45,7 +45,9 @@ pub fn find() -> Result<Mirror, LabError> {
         let mut paths: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for path in paths {
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
             match path.extension().and_then(|e| e.to_str()) {
                 Some("sources") => entries.extend(parse_deb822(&text)),
                 Some("list") => entries.extend(parse_one_line_style(&text)),
@@ -64,11 +66,16 @@ struct Entry {
 }
 
 fn from_entries(entries: &[Entry]) -> Option<Mirror> {
-    let is_security = |e: &&Entry| e.suites.iter().any(|s| s.ends_with("-security") || s.ends_with("/updates"));
-    let archive = entries
-        .iter()
-        .filter(|e| !is_security(e))
-        .find(|e| e.suites.iter().any(|s| super::super::inventory::RELEASES.contains(&s.as_str())))?;
+    let is_security = |e: &&Entry| {
+        e.suites
+            .iter()
+            .any(|s| s.ends_with("-security") || s.ends_with("/updates"))
+    };
+    let archive = entries.iter().filter(|e| !is_security(e)).find(|e| {
+        e.suites
+            .iter()
+            .any(|s| super::super::inventory::RELEASES.contains(&s.as_str()))
+    })?;
     let security = entries.iter().find(is_security).map(|e| e.uri.clone());
     Some(Mirror {
         archive: archive.uri.trim_end_matches('/').to_owned(),
@@ -90,7 +97,10 @@ fn parse_one_line_style(text: &str) -> Vec<Entry> {
             let mut words = rest.split_whitespace();
             let uri = words.next()?.to_owned();
             let suite = words.next()?.to_owned();
-            Some(Entry { uri, suites: vec![suite] })
+            Some(Entry {
+                uri,
+                suites: vec![suite],
+            })
         })
         .collect()
 }
@@ -106,7 +116,9 @@ fn parse_deb822(text: &str) -> Vec<Entry> {
             if line.starts_with('#') {
                 continue;
             }
-            let Some((key, value)) = line.split_once(':') else { continue };
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             match key.trim().to_ascii_lowercase().as_str() {
                 "types" => types = value.to_owned(),
@@ -138,7 +150,10 @@ mod tests {
                     Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
         let mirror = from_entries(&parse_deb822(text)).expect("a mirror");
         assert_eq!(mirror.archive, "http://mirror.example/debian");
-        assert_eq!(mirror.security.as_deref(), Some("http://mirror.example/debian-security"));
+        assert_eq!(
+            mirror.security.as_deref(),
+            Some("http://mirror.example/debian-security")
+        );
     }
 
     #[test]

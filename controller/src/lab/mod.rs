@@ -69,7 +69,9 @@ pub enum LabError {
     BadName(String),
     #[error("release {0:?} is not one the lab boots (bullseye, bookworm, trixie)")]
     BadRelease(String),
-    #[error("lab {other} already uses subnet {subnet}\n  hint: give this lab another `lab: subnet:` or run `clou lab down` for {other}")]
+    #[error(
+        "lab {other} already uses subnet {subnet}\n  hint: give this lab another `lab: subnet:` or run `clou lab down` for {other}"
+    )]
     SubnetInUse { other: String, subnet: String },
     #[error("no lab host named {0:?}\n  hint: `clou lab status` lists the hosts")]
     UnknownHost(String),
@@ -78,13 +80,13 @@ pub enum LabError {
     #[error("host {host} did not stop (pid {pid})")]
     StillRunning { host: String, pid: u32 },
     #[error("{} did not answer SSH in time: {}\n  hint: see its console log under {}", .hosts.join(", "), .detail, .dir.display())]
-    NoAnswer { hosts: Vec<String>, detail: String, dir: PathBuf },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
+    NoAnswer {
+        hosts: Vec<String>,
+        detail: String,
+        dir: PathBuf,
     },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error(transparent)]
     Command(#[from] CommandError),
     #[error(transparent)]
@@ -94,10 +96,13 @@ pub enum LabError {
 }
 
 /// Builds the mapper for an I/O error about `path`.
-pub(crate) fn io_err<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> LabError + 'a {
+pub(crate) fn io_err<'a>(
+    what: &'a str,
+    path: &'a Path,
+) -> impl Fn(std::io::Error) -> LabError + 'a {
     move |source| LabError::Io {
         what: format!("{what} {}", path.display()),
-        source,
+        error: source,
     }
 }
 
@@ -136,7 +141,9 @@ impl Lab {
     pub fn new(root: &Path, name: &str) -> Result<Lab, LabError> {
         let ok = !name.is_empty()
             && name.len() <= 20
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
             return Err(LabError::BadName(name.to_owned()));
         }
@@ -155,7 +162,10 @@ impl Lab {
 
     /// The lab named after an inventory file (`girofle.yaml` -> `girofle`).
     pub fn name_for(inventory: &Path) -> String {
-        let stem = inventory.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let stem = inventory
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
         let name: String = stem
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -235,7 +245,10 @@ impl Lab {
         }
         if let Some(prev) = &previous
             && prev.subnet != subnet.to_string()
-            && prev.hosts.iter().any(|h| h.pid.is_some_and(|p| host::is_running(p, &h.name)))
+            && prev
+                .hosts
+                .iter()
+                .any(|h| h.pid.is_some_and(|p| host::is_running(p, &h.name)))
         {
             return Err(LabError::Several(format!(
                 "lab {} is up on subnet {}, not {subnet}\n  hint: run `clou lab down` first",
@@ -244,13 +257,17 @@ impl Lab {
         }
 
         let mirror = mirror::find()?;
-        let release_of = |h: &crate::inventory::Host| opts.release.clone().unwrap_or_else(|| h.release.clone());
+        let release_of =
+            |h: &crate::inventory::Host| opts.release.clone().unwrap_or_else(|| h.release.clone());
         let releases: BTreeSet<String> = inventory.hosts.iter().map(release_of).collect();
-        let images: BTreeMap<String, PathBuf> = parallel(releases.iter().cloned().collect(), |release| {
-            image::ensure(&self.root, &release, &mirror).map(|p| (release, p))
-        })?
-        .into_iter()
-        .collect();
+        let images: BTreeMap<String, PathBuf> =
+            parallel(releases.iter().cloned().collect(), |release| {
+                image::ensure(&self.root, &release, &mirror).map(|p| (release, p))
+            })?
+            .into_iter()
+            .collect();
+        // Built once here: the per-release repositories share them.
+        labdeb::build_all(&self.repo_dir().join("pool/lab"))?;
         let work = self.dir().join("work");
         let packages = inventory.lab.packages.clone();
         parallel(images.iter().collect(), |(release, image)| {
@@ -281,7 +298,9 @@ impl Lab {
                     }
                 },
             };
-            let release = prev.map(|p| p.release.clone()).unwrap_or_else(|| release_of(h));
+            let release = prev
+                .map(|p| p.release.clone())
+                .unwrap_or_else(|| release_of(h));
             let image = match prev {
                 Some(p) if p.image.is_dir() => p.image.clone(),
                 _ => images[&release].clone(),
@@ -296,16 +315,24 @@ impl Lab {
                 veth: format!("clv{}{index:03}", self.tag()),
                 cgroups: host::cgroup_dirs(&self.name, &h.name),
                 disks: Vec::new(),
-                pid: prev.and_then(|p| p.pid).filter(|p| host::is_running(*p, &h.name)),
+                pid: prev
+                    .and_then(|p| p.pid)
+                    .filter(|p| host::is_running(*p, &h.name)),
             });
         }
-        let peers: Vec<(String, Ipv4Addr)> = hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
+        let peers: Vec<(String, Ipv4Addr)> =
+            hosts.iter().map(|h| (h.name.clone(), h.address)).collect();
         let key_pub = std::fs::read_to_string(self.key_path().with_extension("pub"))
             .map_err(io_err("reading", &self.key_path()))?;
         let repo_dir = self.repo_dir();
         let disk_dir = self.dir().join("disks");
         let booted = parallel(hosts, |mut h| {
-            let disks = inventory.lab.hosts.get(&h.name).map(|l| l.disks.clone()).unwrap_or_default();
+            let disks = inventory
+                .lab
+                .hosts
+                .get(&h.name)
+                .map(|l| l.disks.clone())
+                .unwrap_or_default();
             h.disks = host::attach_disks(&disk_dir, &h.name, &disks)?;
             if h.pid.is_none() {
                 let ov = overlay::Overlay::new(&h.image, &h.dir);
@@ -316,13 +343,13 @@ impl Lab {
             }
             Ok(h)
         });
-        let hosts = match booted {
-            Ok(hosts) => hosts,
-            Err(err) => return Err(err),
-        };
+        let hosts = booted?;
         let state = LabState {
             name: self.name.clone(),
-            inventory: inventory.path.canonicalize().unwrap_or_else(|_| inventory.path.clone()),
+            inventory: inventory
+                .path
+                .canonicalize()
+                .unwrap_or_else(|_| inventory.path.clone()),
             subnet: subnet.to_string(),
             bridge,
             hosts,
@@ -336,7 +363,9 @@ impl Lab {
 
     /// Refuses a subnet that another running lab's bridge already has.
     fn check_subnet_free(&self, subnet: &net::Subnet) -> Result<(), LabError> {
-        let Ok(rd) = std::fs::read_dir(self.root.join("labs")) else { return Ok(()) };
+        let Ok(rd) = std::fs::read_dir(self.root.join("labs")) else {
+            return Ok(());
+        };
         for entry in rd.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == self.name {
@@ -344,7 +373,10 @@ impl Lab {
             }
             if let Ok(Some(other)) = LabState::load(&entry.path().join("state.json"))
                 && other.subnet == subnet.to_string()
-                && other.hosts.iter().any(|h| h.pid.is_some_and(|p| host::is_running(p, &h.name)))
+                && other
+                    .hosts
+                    .iter()
+                    .any(|h| h.pid.is_some_and(|p| host::is_running(p, &h.name)))
             {
                 return Err(LabError::SubnetInUse {
                     other: name,
@@ -395,7 +427,10 @@ impl Lab {
             self.key_path().display()
         );
         for h in &state.hosts {
-            text.push_str(&format!("  {}: {{address: {}, port: 22, user: root}}\n", h.name, h.address));
+            text.push_str(&format!(
+                "  {}: {{address: {}, port: 22, user: root}}\n",
+                h.name, h.address
+            ));
         }
         let path = self.inventory_path();
         std::fs::write(&path, text).map_err(io_err("writing", &path))
@@ -405,13 +440,30 @@ impl Lab {
     /// check their keys strictly against the lab known_hosts.
     pub fn ssh_command(&self, address: Ipv4Addr) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-            .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts_path().display()))
-            .arg("-i")
-            .arg(self.key_path())
-            .arg(format!("root@{address}"));
+        cmd.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=3",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            self.known_hosts_path().display()
+        ))
+        .arg("-i")
+        .arg(self.key_path())
+        .arg(format!("root@{address}"));
         cmd
     }
 
@@ -437,7 +489,11 @@ impl Lab {
         }
         Err(LabError::NoAnswer {
             hosts: failed.iter().map(|(h, _)| h.clone()).collect(),
-            detail: failed.iter().map(|(h, d)| format!("{h}: {d}")).collect::<Vec<_>>().join("; "),
+            detail: failed
+                .iter()
+                .map(|(h, d)| format!("{h}: {d}"))
+                .collect::<Vec<_>>()
+                .join("; "),
             dir: self.dir().join("hosts"),
         })
     }
@@ -450,7 +506,10 @@ impl Lab {
             return Err(LabError::NotUp(self.name.clone()));
         };
         let results = parallel(state.hosts.clone(), |h| Ok(self.stop_host(&h, purge)))?;
-        let errors: Vec<String> = results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
         net::remove_bridge(&state.bridge)?;
         for h in &mut state.hosts {
             h.pid = None;
@@ -460,12 +519,20 @@ impl Lab {
             return Err(LabError::Several(errors.join("\n")));
         }
         if purge {
-            for path in [self.dir().join("hosts"), self.dir().join("disks"), self.dir().join("work")] {
+            for path in [
+                self.dir().join("hosts"),
+                self.dir().join("disks"),
+                self.dir().join("work"),
+            ] {
                 if path.exists() {
                     std::fs::remove_dir_all(&path).map_err(io_err("removing", &path))?;
                 }
             }
-            for path in [self.state_path(), self.known_hosts_path(), self.inventory_path()] {
+            for path in [
+                self.state_path(),
+                self.known_hosts_path(),
+                self.inventory_path(),
+            ] {
                 let _ = std::fs::remove_file(path);
             }
         } else {
@@ -495,7 +562,9 @@ impl Lab {
     /// Each host: release, address, whether its container runs and whether
     /// it answers on the SSH port.
     pub fn status(&self) -> Result<Vec<HostStatus>, LabError> {
-        let state = self.state()?.ok_or_else(|| LabError::NotUp(self.name.clone()))?;
+        let state = self
+            .state()?
+            .ok_or_else(|| LabError::NotUp(self.name.clone()))?;
         parallel(state.hosts, |h| {
             let running = h.pid.is_some_and(|p| host::is_running(p, &h.name));
             let ssh = running && ssh_banner(h.address);
@@ -511,8 +580,13 @@ impl Lab {
 
     /// The lab host called `name`.
     pub fn host(&self, name: &str) -> Result<HostState, LabError> {
-        let state = self.state()?.ok_or_else(|| LabError::NotUp(self.name.clone()))?;
-        state.host(name).cloned().ok_or_else(|| LabError::UnknownHost(name.to_owned()))
+        let state = self
+            .state()?
+            .ok_or_else(|| LabError::NotUp(self.name.clone()))?;
+        state
+            .host(name)
+            .cloned()
+            .ok_or_else(|| LabError::UnknownHost(name.to_owned()))
     }
 }
 
@@ -520,7 +594,9 @@ impl Lab {
 fn ssh_banner(address: Ipv4Addr) -> bool {
     use std::io::Read;
     let addr = SocketAddr::from((address, 22));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return false };
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 8];
     stream.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-")
@@ -534,7 +610,10 @@ where
     F: Fn(T) -> Result<R, LabError> + Sync,
 {
     let results: Vec<Result<R, LabError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items.into_iter().map(|item| scope.spawn(|| f(item))).collect();
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| scope.spawn(|| f(item)))
+            .collect();
         handles
             .into_iter()
             .map(|h| {
@@ -556,7 +635,11 @@ where
         0 => Ok(out),
         1 => Err(errors.remove(0)),
         _ => Err(LabError::Several(
-            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
         )),
     }
 }
@@ -567,7 +650,10 @@ mod tests {
 
     #[test]
     fn lab_names_come_from_the_inventory_file() {
-        assert_eq!(Lab::name_for(Path::new("inventory/girofle.yaml")), "girofle");
+        assert_eq!(
+            Lab::name_for(Path::new("inventory/girofle.yaml")),
+            "girofle"
+        );
         assert_eq!(Lab::name_for(Path::new("/x/My_Lab.yaml")), "my-lab");
     }
 

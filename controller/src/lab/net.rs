@@ -104,12 +104,15 @@ pub fn ensure_host_link(
         process::run(ip().args(["netns", "add", netns]))?;
     }
     if !link_exists(veth) {
-        process::run(ip().args(["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns]))?;
+        process::run(ip().args([
+            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ]))?;
     }
     process::run(ip().args(["link", "set", veth, "master", bridge, "up"]))?;
     let inside = |args: &[&str]| process::run(ip().args(["-n", netns]).args(args));
     let cidr = format!("{address}/24");
-    let current = process::stdout(ip().args(["-n", netns, "-4", "-o", "addr", "show", "dev", "eth0"]))?;
+    let current =
+        process::stdout(ip().args(["-n", netns, "-4", "-o", "addr", "show", "dev", "eth0"]))?;
     if !current.contains(&format!(" {cidr} ")) {
         inside(&["addr", "add", &cidr, "dev", "eth0"])?;
     }

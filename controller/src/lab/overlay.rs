@@ -43,12 +43,17 @@ impl Overlay {
             self.dir.join("upper").display(),
             self.dir.join("work").display()
         );
-        mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(
-            |errno| LabError::Io {
-                what: format!("mounting the overlay at {}", merged.display()),
-                source: errno.into(),
-            },
+        mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
         )
+        .map_err(|errno| LabError::Io {
+            what: format!("mounting the overlay at {}", merged.display()),
+            error: errno.into(),
+        })
     }
 
     /// Unmounts the overlay if mounted.
@@ -73,14 +78,18 @@ pub fn unmount(path: &Path) -> Result<(), LabError> {
     }
     umount2(path, MntFlags::empty()).map_err(|errno| LabError::Io {
         what: format!("unmounting {}", path.display()),
-        source: errno.into(),
+        error: errno.into(),
     })
 }
 
 /// Whether `path` is listed as a mount point in /proc/self/mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(canonical) = path.canonicalize() else { return false };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(canonical) = path.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let wanted = canonical.to_string_lossy();
     info.lines()
         .filter_map(|line| line.split(' ').nth(4))
@@ -97,7 +106,9 @@ fn unescape_mountinfo(text: &str) -> String {
 
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     let prefix = dir.to_string_lossy().into_owned();
     let mut out: Vec<PathBuf> = info
         .lines()

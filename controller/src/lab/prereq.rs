@@ -28,7 +28,9 @@ pub const TOOLS: &[(&str, &str)] = &[
 /// Fails unless the effective user is root.
 pub fn require_root() -> Result<(), LabError> {
     // /proc/self belongs to the effective uid of the process that reads it.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
     if uid == 0 {
         Ok(())
     } else {
@@ -55,14 +57,20 @@ pub fn ensure() -> Result<(), LabError> {
     if missing.is_empty() {
         return Ok(());
     }
-    let command = format!("apt-get install --no-install-recommends {}", missing.join(" "));
+    let command = format!(
+        "apt-get install --no-install-recommends {}",
+        missing.join(" ")
+    );
     if !process::on_path("apt-get") {
         return Err(LabError::MissingTools {
             packages: missing.join(" "),
             command,
         });
     }
-    eprintln!("lab: installing what the lab needs: {} (apt-get)", missing.join(" "));
+    eprintln!(
+        "lab: installing what the lab needs: {} (apt-get)",
+        missing.join(" ")
+    );
     let install = || {
         process::run(
             Command::new("apt-get")
@@ -100,7 +108,7 @@ pub fn raise_inotify_limit(hosts: usize) -> Result<(), LabError> {
     if current < want {
         std::fs::write(KNOB, want.to_string()).map_err(|source| LabError::Io {
             what: format!("raising fs.inotify.max_user_instances to {want}"),
-            source,
+            error: source,
         })?;
         tracing::info!("raised fs.inotify.max_user_instances from {current} to {want}");
     }

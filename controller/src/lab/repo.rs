@@ -56,10 +56,12 @@ pub fn ensure(
     let pool = repo.join("pool").join(release);
     std::fs::create_dir_all(pool.join("partial")).map_err(io_err("creating", &pool))?;
     if !wanted.is_empty() {
-        eprintln!("lab: filling the {release} apt repository: {}", wanted.join(" "));
+        eprintln!(
+            "lab: filling the {release} apt repository: {}",
+            wanted.join(" ")
+        );
         download(&pool, work, release, image, mirror, &wanted)?;
     }
-    labdeb::build_all(&repo.join("pool/lab"))?;
     index(repo, release)?;
     std::fs::write(&stamp, recipe).map_err(io_err("writing", &stamp))?;
     Ok(())
@@ -81,16 +83,29 @@ fn download(
     let result = (|| {
         let root = mount.merged();
         let sources = root.join("etc/apt/sources.list");
-        std::fs::write(&sources, mirror.sources_list(release)).map_err(io_err("writing", &sources))?;
+        std::fs::write(&sources, mirror.sources_list(release))
+            .map_err(io_err("writing", &sources))?;
         let bind = format!("--bind={}:/var/cache/clou-download", pool.display());
         let apt = |args: &[&str]| -> Result<(), LabError> {
             let mut cmd = Command::new("systemd-nspawn");
-            cmd.args(["--quiet", "--register=no", "--keep-unit", "--resolv-conf=copy-host", "--pipe"])
-                .arg(format!("--directory={}", root.display()))
-                .arg(&bind)
-                .args(["apt-get", "-q", "-y", "-o", "Dir::Cache::archives=/var/cache/clou-download"])
-                .args(args)
-                .stdin(Stdio::null());
+            cmd.args([
+                "--quiet",
+                "--register=no",
+                "--keep-unit",
+                "--resolv-conf=copy-host",
+                "--pipe",
+            ])
+            .arg(format!("--directory={}", root.display()))
+            .arg(&bind)
+            .args([
+                "apt-get",
+                "-q",
+                "-y",
+                "-o",
+                "Dir::Cache::archives=/var/cache/clou-download",
+            ])
+            .args(args)
+            .stdin(Stdio::null());
             process::run(&mut cmd).map(|_| ())?;
             Ok(())
         };
@@ -107,19 +122,26 @@ fn download(
 fn index(repo: &Path, release: &str) -> Result<(), LabError> {
     let bin = repo.join("dists").join(release).join("main/binary-amd64");
     std::fs::create_dir_all(&bin).map_err(io_err("creating", &bin))?;
-    let pool = format!("pool/{release}");
-    let packages = process::stdout(
-        Command::new("apt-ftparchive")
-            .current_dir(repo)
-            .args(["packages", &pool, "pool/lab"]),
-    )?;
+    // apt-ftparchive takes one directory (its second argument would be an
+    // override file), so each pool is indexed on its own.
+    let mut packages = String::new();
+    for pool in [format!("pool/{release}"), "pool/lab".to_owned()] {
+        packages.push_str(&process::stdout(
+            Command::new("apt-ftparchive")
+                .current_dir(repo)
+                .args(["packages", &pool]),
+        )?);
+    }
     write_atomic(&bin.join("Packages"), packages.as_bytes())?;
     let dist = format!("dists/{release}");
     let release_file = process::stdout(
         Command::new("apt-ftparchive")
             .current_dir(repo)
             .args(["-o", &format!("APT::FTPArchive::Release::Suite={release}")])
-            .args(["-o", &format!("APT::FTPArchive::Release::Codename={release}")])
+            .args([
+                "-o",
+                &format!("APT::FTPArchive::Release::Codename={release}"),
+            ])
             .args(["-o", "APT::FTPArchive::Release::Origin=clou-lab"])
             .args(["-o", "APT::FTPArchive::Release::Label=clou lab repository"])
             .args(["-o", "APT::FTPArchive::Release::Components=main"])

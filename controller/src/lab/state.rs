@@ -59,10 +59,12 @@ pub struct DiskState {
 impl LabState {
     pub fn load(path: &Path) -> Result<Option<LabState>, LabError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| LabError::Io {
-                what: format!("reading the lab state {}", path.display()),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            }),
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| LabError::Io {
+                    what: format!("reading the lab state {}", path.display()),
+                    error: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("reading the lab state", path)(e)),
         }
@@ -71,7 +73,7 @@ impl LabState {
     pub fn save(&self, path: &Path) -> Result<(), LabError> {
         let text = serde_json::to_string_pretty(self).map_err(|e| LabError::Io {
             what: "encoding the lab state".into(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text + "\n").map_err(io_err("writing", &tmp))?;
