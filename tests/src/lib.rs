@@ -1,1 +1,181 @@
-//! Placeholder
+//! The lab harness of the end-to-end tests.
+//!
+//! # Layout
+//!
+//! [`TestLab`] boots a lab from an inventory by running the `clou` binary
+//! as a user would, then lets a test reach its hosts with the OpenSSH
+//! client (not clou's own transport), so that what a test checks on a host
+//! is checked independently of clou. [`require_lab`] says plainly why the
+//! lab cannot run here, rather than letting the tests fail obscurely.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use clou::lab::Lab;
+
+/// Set to `1` to skip the end-to-end tests (and only then).
+pub const SKIP_VAR: &str = "CLOU_SKIP_LAB";
+
+/// Whether the user asked to skip the lab tests.
+pub fn skip_requested() -> bool {
+    std::env::var(SKIP_VAR).is_ok_and(|v| v == "1")
+}
+
+/// Why the lab cannot run on this machine, if it cannot.
+pub fn require_lab() -> Result<(), String> {
+    if let Err(err) = clou::lab::prereq::require_root() {
+        return Err(format!(
+            "the end-to-end tests boot lab hosts and {err}\n\
+             (set {SKIP_VAR}=1 to skip them explicitly)"
+        ));
+    }
+    let missing = clou::lab::prereq::missing_packages();
+    if !missing.is_empty() && !clou::process::on_path("apt-get") {
+        return Err(format!(
+            "the lab needs the Debian packages {} and this machine has no apt-get to install them\n\
+             (set {SKIP_VAR}=1 to skip the end-to-end tests explicitly)",
+            missing.join(" ")
+        ));
+    }
+    Ok(())
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Builds the `clou` binary (a test crate cannot see another package's
+/// binaries) and returns its path.
+pub fn clou_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("CLOU_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "clou",
+            "--bin",
+            "clou",
+            "--message-format=json",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo to build clou: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building clou failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // The last compiler-artifact message for the clou binary names its path.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "clou")
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .ok_or_else(|| "cargo built clou but did not say where".to_owned())
+}
+
+/// A lab booted for the tests.
+#[derive(Debug)]
+pub struct TestLab {
+    pub clou: PathBuf,
+    pub inventory: PathBuf,
+    pub lab: Lab,
+}
+
+impl TestLab {
+    /// The lab of `inventory` (relative to the workspace), named `name`.
+    pub fn new(inventory: &str, name: &str) -> Result<TestLab, String> {
+        let lab = Lab::new(&Lab::default_root(), name).map_err(|e| e.to_string())?;
+        Ok(TestLab {
+            clou: clou_binary()?,
+            inventory: workspace_root().join(inventory),
+            lab,
+        })
+    }
+
+    /// Runs `clou ARGS` as a user would, with this lab's inventory and name.
+    pub fn clou(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.clou);
+        cmd.args(args);
+        if args.first() == Some(&"lab") || args.first() == Some(&"demo") {
+            cmd.arg("--inventory")
+                .arg(&self.inventory)
+                .args(["--lab", &self.lab.name]);
+        }
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.clou.display()))
+    }
+
+    /// Like [`TestLab::clou`], and panics with clou's stderr unless it succeeds.
+    pub fn clou_ok(&self, args: &[&str]) -> String {
+        let out = self.clou(args);
+        assert!(
+            out.status.success(),
+            "clou {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Boots the lab from scratch.
+    pub fn up_fresh(&self) -> Result<(), String> {
+        let out = self.clou(&["lab", "up", "--fresh"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`clou lab up` failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Runs a shell command on a lab host with the OpenSSH client, as root,
+    /// checking the host key against the lab's known_hosts.
+    pub fn ssh(&self, host: &str, command: &str) -> Output {
+        let state = self.lab.host(host).unwrap_or_else(|e| panic!("{e}"));
+        self.lab
+            .ssh_command(state.address)
+            .arg(command)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ssh: {e}"))
+    }
+
+    /// Like [`TestLab::ssh`]; panics unless the command succeeds, returns stdout.
+    pub fn ssh_ok(&self, host: &str, command: &str) -> String {
+        let out = self.ssh(host, command);
+        assert!(
+            out.status.success(),
+            "on {host}: `{command}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Host names of the lab, in inventory order.
+    pub fn hosts(&self) -> Vec<String> {
+        self.lab
+            .state()
+            .ok()
+            .flatten()
+            .map(|s| s.hosts.into_iter().map(|h| h.name).collect())
+            .unwrap_or_default()
+    }
+}

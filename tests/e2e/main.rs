@@ -1,0 +1,73 @@
+//! End-to-end tests: `clou` run as a user would, against real Debian hosts
+//! booted by the lab, with what each host ends up like checked over ssh.
+//!
+//! One binary with a custom harness (libtest-mimic): the lab is booted
+//! once, lazily, shared by the tests in order, and torn down at the end,
+//! where the built-in harness has no place for a teardown.
+
+use std::process::ExitCode;
+use std::sync::{Mutex, OnceLock};
+
+use clou_tests::TestLab;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// `clou lab`: booting the replica, reaching its hosts, tearing it down.
+mod lab;
+
+/// The lab every test shares, booted on first use.
+static LAB: OnceLock<Result<TestLab, String>> = OnceLock::new();
+/// Whether the lab was torn down already (by the last test).
+static DOWN: Mutex<bool> = Mutex::new(false);
+
+/// The shared lab; boots it the first time.
+pub fn lab() -> Result<&'static TestLab, Failed> {
+    let lab = LAB.get_or_init(|| {
+        clou_tests::require_lab()?;
+        let lab = TestLab::new("tests/inventories/three-releases.yaml", "clou-e2e")?;
+        lab.up_fresh()?;
+        Ok(lab)
+    });
+    lab.as_ref().map_err(|e| Failed::from(e.as_str()))
+}
+
+/// Records that the lab was taken down by a test.
+pub fn mark_down() {
+    if let Ok(mut down) = DOWN.lock() {
+        *down = true;
+    }
+}
+
+type Test = fn() -> Result<(), Failed>;
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // The tests share one lab and the last one takes it down: keep order.
+    args.test_threads = Some(1);
+    let skip = clou_tests::skip_requested();
+    if skip {
+        eprintln!(
+            "{}=1: the end-to-end tests are skipped",
+            clou_tests::SKIP_VAR
+        );
+    }
+    let tests: Vec<(&str, Test)> = lab::TESTS.to_vec();
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| Trial::test(name, test).with_ignored_flag(skip))
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    let down = DOWN.lock().map(|d| *d).unwrap_or(true);
+    if let Some(Ok(lab)) = LAB.get()
+        && !down
+    {
+        let out = lab.clou(&["lab", "down", "--purge"]);
+        if !out.status.success() {
+            eprintln!(
+                "tearing the lab down failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    conclusion.exit_code()
+}
