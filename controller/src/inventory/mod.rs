@@ -47,6 +47,10 @@ pub struct Inventory {
     pub vars: BTreeMap<String, Value>,
     /// Settings used only by `clou lab`.
     pub lab: raw::LabSettings,
+    /// known_hosts to check host keys against first (a lab overlay's own).
+    pub known_hosts: Option<PathBuf>,
+    /// SSH private key to log in with (a lab overlay's own).
+    pub identity: Option<PathBuf>,
 }
 
 /// One server.
@@ -76,10 +80,43 @@ pub struct Group {
 }
 
 impl Inventory {
-    /// Reads and validates an inventory file.
+    /// Reads and validates an inventory file, or a lab overlay of one
+    /// (a file with `overlay_of:`, written by `clou lab up`).
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let probe: BTreeMap<String, serde::de::IgnoredAny> = load_yaml(path)?;
+        if probe.contains_key("overlay_of") {
+            return Inventory::load_overlay(path);
+        }
         let raw: raw::Inventory = load_yaml(path)?;
         Inventory::from_raw(path, raw)
+    }
+
+    /// Reads a lab overlay: the inventory it names, with every host at the
+    /// overlay's address. A host the overlay does not list is an error, so
+    /// that a rehearsal never reaches a production address.
+    fn load_overlay(path: &Path) -> Result<Inventory, InventoryError> {
+        let overlay: raw::Overlay = load_yaml(path)?;
+        let base_raw: raw::Inventory = load_yaml(&overlay.overlay_of)?;
+        let mut inv = Inventory::from_raw(&overlay.overlay_of, base_raw)?;
+        for host in &mut inv.hosts {
+            let Some(o) = overlay.hosts.get(&host.name) else {
+                return Err(InventoryError::Invalid {
+                    file: path.to_owned(),
+                    what: format!(
+                        "host {} of {} has no lab address",
+                        host.name,
+                        overlay.overlay_of.display()
+                    ),
+                    hint: "run `clou lab up` again to rewrite the overlay".into(),
+                });
+            };
+            host.address = o.address.clone();
+            host.port = o.port.unwrap_or(22);
+            host.user = o.user.clone().unwrap_or_else(|| "root".into());
+        }
+        inv.known_hosts = overlay.known_hosts;
+        inv.identity = overlay.identity;
+        Ok(inv)
     }
 
     /// Validates raw data read from `path`.
@@ -172,6 +209,8 @@ impl Inventory {
             groups,
             vars: raw.vars,
             lab: raw.lab,
+            known_hosts: None,
+            identity: None,
         })
     }
 
@@ -314,6 +353,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("inventory/test.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn a_lab_overlay_moves_every_host_and_keeps_the_rest() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/girofle.yaml");
+        let prod = Inventory::load(&base).expect("girofle.yaml");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = format!(
+            "overlay_of: {}\nknown_hosts: /lab/known_hosts\nhosts:\n",
+            base.display()
+        );
+        for (i, h) in prod.hosts.iter().enumerate() {
+            text.push_str(&format!("  {}: {{address: 10.99.0.{}}}\n", h.name, 11 + i));
+        }
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(&path, &text).expect("write");
+        let lab = Inventory::load(&path).expect("overlay loads");
+        assert_eq!(lab.hosts.len(), prod.hosts.len());
+        assert!(lab.hosts.iter().all(|h| h.address.starts_with("10.99.0.")));
+        assert_eq!(lab.vars, prod.vars);
+        assert_eq!(lab.groups.len(), prod.groups.len());
+        assert_eq!(
+            lab.known_hosts.as_deref(),
+            Some(Path::new("/lab/known_hosts"))
+        );
+
+        // A host missing from the overlay would keep its production address.
+        let short: String = text
+            .lines()
+            .filter(|l| !l.contains("web:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&path, short).expect("write");
+        let err = Inventory::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("host web of") && err.contains("no lab address"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -125,3 +125,28 @@ where
     }
     de.deserialize_map(Visitor(std::marker::PhantomData))
 }
+
+/// A lab inventory overlay, written by `clou lab up`: the inventory at
+/// `overlay_of`, with its hosts at lab addresses and the lab's SSH files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// The inventory this overlay replicates.
+    pub overlay_of: std::path::PathBuf,
+    /// known_hosts holding the overlay hosts' keys.
+    pub known_hosts: Option<std::path::PathBuf>,
+    /// Private key that logs into the overlay hosts.
+    pub identity: Option<std::path::PathBuf>,
+    /// Connection settings replacing those of the inventory's hosts.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, OverlayHost>,
+}
+
+/// How to reach one host of an overlay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayHost {
+    pub address: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+}
