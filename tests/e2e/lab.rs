@@ -38,6 +38,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         status_lists_every_host_up,
     ),
     (
+        "lab::inventory_overlay_points_at_the_lab_hosts",
+        inventory_overlay_points_at_the_lab_hosts,
+    ),
+    (
         "lab::up_again_leaves_running_hosts_alone",
         up_again_leaves_running_hosts_alone,
     ),
@@ -202,6 +206,59 @@ fn status_lists_every_host_up() -> Result<(), Failed> {
         assert_eq!(row["release"], *release);
         assert_eq!(row["running"], true);
         assert_eq!(row["ssh"], true);
+    }
+    Ok(())
+}
+
+fn inventory_overlay_points_at_the_lab_hosts() -> Result<(), Failed> {
+    let lab = lab()?;
+    let inv =
+        clou::inventory::Inventory::load(&lab.lab.inventory_path()).map_err(|e| e.to_string())?;
+    let prod = clou::inventory::Inventory::load(&lab.inventory).map_err(|e| e.to_string())?;
+    let state = lab
+        .lab
+        .state()
+        .map_err(|e| e.to_string())?
+        .ok_or("no lab state")?;
+    assert_eq!(inv.hosts.len(), prod.hosts.len());
+    assert_eq!(
+        inv.groups.keys().collect::<Vec<_>>(),
+        prod.groups.keys().collect::<Vec<_>>()
+    );
+    for h in &inv.hosts {
+        let lab_host = state.host(&h.name).ok_or("host missing from the lab")?;
+        assert_eq!(h.address, lab_host.address.to_string());
+        assert_eq!(h.release, lab_host.release);
+    }
+    // Its known_hosts holds each host's real key: OpenSSH, checking strictly
+    // against that file only, gets in.
+    let known = inv.known_hosts.ok_or("the overlay names no known_hosts")?;
+    let key = inv.identity.ok_or("the overlay names no identity")?;
+    for h in &inv.hosts {
+        let out = std::process::Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .arg("-i")
+            .arg(&key)
+            .arg(format!("{}@{}", h.user, h.address))
+            .arg("hostname")
+            .output()
+            .map_err(|e| e.to_string())?;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            h.name,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
