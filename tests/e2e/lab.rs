@@ -77,11 +77,7 @@ fn each_host_boots_its_release_with_systemd_and_sshd() -> Result<(), Failed> {
 
 fn each_host_has_its_own_name_and_address() -> Result<(), Failed> {
     let lab = lab()?;
-    let state = lab
-        .lab
-        .state()
-        .map_err(|e| e.to_string())?
-        .ok_or("no lab state")?;
+    let state = lab.state()?;
     let mut seen = BTreeSet::new();
     for h in &state.hosts {
         let out = lab.ssh_ok(
@@ -215,11 +211,7 @@ fn inventory_overlay_points_at_the_lab_hosts() -> Result<(), Failed> {
     let inv =
         clou::inventory::Inventory::load(&lab.lab.inventory_path()).map_err(|e| e.to_string())?;
     let prod = clou::inventory::Inventory::load(&lab.inventory).map_err(|e| e.to_string())?;
-    let state = lab
-        .lab
-        .state()
-        .map_err(|e| e.to_string())?
-        .ok_or("no lab state")?;
+    let state = lab.state()?;
     assert_eq!(inv.hosts.len(), prod.hosts.len());
     assert_eq!(
         inv.groups.keys().collect::<Vec<_>>(),
@@ -235,21 +227,7 @@ fn inventory_overlay_points_at_the_lab_hosts() -> Result<(), Failed> {
     let known = inv.known_hosts.ok_or("the overlay names no known_hosts")?;
     let key = inv.identity.ok_or("the overlay names no identity")?;
     for h in &inv.hosts {
-        let out = std::process::Command::new("ssh")
-            .args([
-                "-F",
-                "/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-            ])
-            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .arg("-i")
-            .arg(&key)
-            .arg(format!("{}@{}", h.user, h.address))
+        let out = clou::lab::openssh(&known, &key, &format!("{}@{}", h.user, h.address))
             .arg("hostname")
             .output()
             .map_err(|e| e.to_string())?;
@@ -278,11 +256,7 @@ fn up_again_leaves_running_hosts_alone() -> Result<(), Failed> {
 
 fn down_leaves_nothing_behind() -> Result<(), Failed> {
     let lab = lab()?;
-    let state = lab
-        .lab
-        .state()
-        .map_err(|e| e.to_string())?
-        .ok_or("no lab state")?;
+    let state = lab.state()?;
     lab.clou_ok(&["lab", "down", "--purge"]);
     mark_down();
     // Processes: no live systemd-nspawn for any of the lab's machines.

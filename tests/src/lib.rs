@@ -169,6 +169,14 @@ impl TestLab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The lab's state as `clou lab up` recorded it.
+    pub fn state(&self) -> Result<clou::lab::state::LabState, String> {
+        self.lab
+            .state()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the lab has no state".to_owned())
+    }
+
     /// Host names of the lab, in inventory order.
     pub fn hosts(&self) -> Vec<String> {
         self.lab

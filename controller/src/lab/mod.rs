@@ -439,32 +439,11 @@ impl Lab {
     /// OpenSSH client options that reach lab hosts with the lab key and
     /// check their keys strictly against the lab known_hosts.
     pub fn ssh_command(&self, address: Ipv4Addr) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-        ])
-        .args([
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=3",
-        ])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            self.known_hosts_path().display()
-        ))
-        .arg("-i")
-        .arg(self.key_path())
-        .arg(format!("root@{address}"));
-        cmd
+        openssh(
+            &self.known_hosts_path(),
+            &self.key_path(),
+            &format!("root@{address}"),
+        )
     }
 
     fn wait_for_ssh(&self, state: &LabState, timeout: Duration) -> Result<(), LabError> {
@@ -588,6 +567,34 @@ impl Lab {
             .cloned()
             .ok_or_else(|| LabError::UnknownHost(name.to_owned()))
     }
+}
+
+/// The OpenSSH client, reaching `destination` with `identity` only and
+/// checking its host key strictly against `known_hosts` only.
+pub fn openssh(known_hosts: &Path, identity: &Path, destination: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ])
+    .args([
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=3",
+    ])
+    .arg("-o")
+    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+    .args(["-o", "IdentitiesOnly=yes", "-i"])
+    .arg(identity)
+    .arg(destination);
+    cmd
 }
 
 /// Whether something answers with an SSH banner on port 22.
