@@ -22,8 +22,7 @@ demo:
 demo-down:
     cargo run --release -- lab down --purge
 
-# Benchmarks. For now: booting the 8-host lab from cached images, and
-# taking it down, each 5 times (median and spread printed).
+# Benchmarks: the 8-host lab booted from cached images and taken down, 5 times each.
 bench runs="5":
     #!/usr/bin/env bash
     set -euo pipefail
