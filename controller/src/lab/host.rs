@@ -99,6 +99,21 @@ pub fn host_keys(host: &HostState) -> Result<Vec<String>, LabError> {
     Ok(keys)
 }
 
+/// Checks a host's disk list: no more disks than device names, and sizes
+/// that parse.
+pub fn check_disks(host: &str, sizes: &[String]) -> Result<(), LabError> {
+    if sizes.len() > DISK_NAMES.len() {
+        return Err(LabError::BadDisk(format!(
+            "{host}: at most {} extra disks",
+            DISK_NAMES.len()
+        )));
+    }
+    match sizes.iter().find(|s| parse_size(s).is_none()) {
+        Some(bad) => Err(LabError::BadDisk(format!("{host}: size {bad:?}"))),
+        None => Ok(()),
+    }
+}
+
 /// Attaches the host's extra disks to loop devices (creating the backing
 /// files the first time); returns them.
 pub fn attach_disks(
@@ -106,12 +121,7 @@ pub fn attach_disks(
     host: &str,
     sizes: &[String],
 ) -> Result<Vec<DiskState>, LabError> {
-    if sizes.len() > DISK_NAMES.len() {
-        return Err(LabError::BadDisk(format!(
-            "{host}: at most {} extra disks",
-            DISK_NAMES.len()
-        )));
-    }
+    check_disks(host, sizes)?;
     std::fs::create_dir_all(disk_dir).map_err(io_err("creating", disk_dir))?;
     let mut out = Vec::new();
     for (size, name) in sizes.iter().zip(DISK_NAMES) {
@@ -376,6 +386,14 @@ mod tests {
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("1k"), None, "too small to be a disk");
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn disk_lists_are_checked_before_anything_is_made() {
+        assert!(check_disks("web", &["2G".into(), "512M".into()]).is_ok());
+        let err = check_disks("web", &["2G".into(), "huge".into()]).unwrap_err();
+        assert!(err.to_string().contains("web: size \"huge\""), "{err}");
+        assert!(check_disks("web", &vec!["1G".to_owned(); 9]).is_err());
     }
 
     #[test]

@@ -222,6 +222,10 @@ impl Lab {
     /// Boots every host of `inventory` (those already running are left
     /// alone) and waits until each answers SSH.
     pub fn up(&self, inventory: &Inventory, opts: &UpOptions) -> Result<LabState, LabError> {
+        // Bad input is refused before anything on this machine changes.
+        for (name, lab_host) in &inventory.lab.hosts {
+            host::check_disks(name, &lab_host.disks)?;
+        }
         prereq::ensure()?;
         let _lock = self.lock()?;
         let subnet_text = opts
@@ -245,10 +249,7 @@ impl Lab {
         }
         if let Some(prev) = &previous
             && prev.subnet != subnet.to_string()
-            && prev
-                .hosts
-                .iter()
-                .any(|h| h.pid.is_some_and(|p| host::is_running(p, &h.name)))
+            && prev.any_running()
         {
             return Err(LabError::Several(format!(
                 "lab {} is up on subnet {}, not {subnet}\n  hint: run `clou lab down` first",
@@ -326,6 +327,9 @@ impl Lab {
             .map_err(io_err("reading", &self.key_path()))?;
         let repo_dir = self.repo_dir();
         let disk_dir = self.dir().join("disks");
+        // Each host reports what it got to, failed or not: a host that
+        // booted must be in the state even when another failed, or `down`
+        // could not stop it.
         let booted = parallel(hosts, |mut h| {
             let disks = inventory
                 .lab
@@ -333,17 +337,35 @@ impl Lab {
                 .get(&h.name)
                 .map(|l| l.disks.clone())
                 .unwrap_or_default();
-            h.disks = host::attach_disks(&disk_dir, &h.name, &disks)?;
-            if h.pid.is_none() {
-                let ov = overlay::Overlay::new(&h.image, &h.dir);
-                ov.mount()?;
-                host::prepare(&h, &peers, &key_pub)?;
-                net::ensure_host_link(&h.netns, &h.veth, &bridge, h.address)?;
-                h.pid = Some(host::boot(&h, &repo_dir)?);
+            let result = (|| -> Result<(), LabError> {
+                h.disks = host::attach_disks(&disk_dir, &h.name, &disks)?;
+                if h.pid.is_none() {
+                    let ov = overlay::Overlay::new(&h.image, &h.dir);
+                    ov.mount()?;
+                    host::prepare(&h, &peers, &key_pub)?;
+                    net::ensure_host_link(&h.netns, &h.veth, &bridge, h.address)?;
+                    h.pid = Some(host::boot(&h, &repo_dir)?);
+                }
+                Ok(())
+            })();
+            Ok((h, result))
+        })?;
+        let mut hosts = Vec::new();
+        let mut failures = Vec::new();
+        for (h, result) in booted {
+            if let Err(err) = result {
+                failures.push(format!("{}: {err}", h.name));
             }
-            Ok(h)
-        });
-        let hosts = booted?;
+            hosts.push(h);
+        }
+        // Hosts no longer in the inventory stay recorded until `down`.
+        if let Some(prev) = &previous {
+            for h in &prev.hosts {
+                if !hosts.iter().any(|k| k.name == h.name) {
+                    hosts.push(h.clone());
+                }
+            }
+        }
         let state = LabState {
             name: self.name.clone(),
             inventory: inventory
@@ -355,6 +377,12 @@ impl Lab {
             hosts,
         };
         state.save(&self.state_path())?;
+        if !failures.is_empty() {
+            return Err(LabError::Several(format!(
+                "{}\n  hint: `clou lab down` stops the hosts that did start",
+                failures.join("\n")
+            )));
+        }
         self.write_known_hosts(&state)?;
         self.write_inventory_overlay(&state)?;
         self.wait_for_ssh(&state, opts.timeout)?;
@@ -373,10 +401,7 @@ impl Lab {
             }
             if let Ok(Some(other)) = LabState::load(&entry.path().join("state.json"))
                 && other.subnet == subnet.to_string()
-                && other
-                    .hosts
-                    .iter()
-                    .any(|h| h.pid.is_some_and(|p| host::is_running(p, &h.name)))
+                && other.any_running()
             {
                 return Err(LabError::SubnetInUse {
                     other: name,
@@ -455,7 +480,7 @@ impl Lab {
                     Ok(_) => return Ok(Ok(())),
                     Err(err) => last = err.detail,
                 }
-                if !h.pid.is_some_and(|p| host::is_running(p, &h.name)) {
+                if !h.is_running() {
                     return Ok(Err((h.name.clone(), "its container stopped".to_owned())));
                 }
                 std::thread::sleep(Duration::from_millis(250));
@@ -545,7 +570,7 @@ impl Lab {
             .state()?
             .ok_or_else(|| LabError::NotUp(self.name.clone()))?;
         parallel(state.hosts, |h| {
-            let running = h.pid.is_some_and(|p| host::is_running(p, &h.name));
+            let running = h.is_running();
             let ssh = running && ssh_banner(h.address);
             Ok(HostStatus {
                 name: h.name,

@@ -43,6 +43,12 @@ impl HostState {
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
+
+    /// Whether the host's systemd-nspawn still runs.
+    pub fn is_running(&self) -> bool {
+        self.pid
+            .is_some_and(|p| super::host::is_running(p, &self.name))
+    }
 }
 
 /// An extra disk of a host.
@@ -78,6 +84,11 @@ impl LabState {
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text + "\n").map_err(io_err("writing", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err("writing", path))
+    }
+
+    /// Whether any host of the lab still runs.
+    pub fn any_running(&self) -> bool {
+        self.hosts.iter().any(HostState::is_running)
     }
 
     pub fn host(&self, name: &str) -> Option<&HostState> {
