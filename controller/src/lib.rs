@@ -130,7 +130,18 @@ fn run_lab(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             if args.command.is_empty() {
                 ssh.arg("-t");
             } else {
-                ssh.arg("--").args(&args.command);
+                // ssh joins its arguments with spaces for the remote shell:
+                // one argument is a command line, several are quoted so the
+                // host runs exactly that argv.
+                let line = match args.command.as_slice() {
+                    [one] => one.clone(),
+                    many => many
+                        .iter()
+                        .map(|a| process::shell_quote(a))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                };
+                ssh.arg("--").arg(line);
             }
             // Hand the terminal over to ssh; exec only returns on failure.
             let err = ssh.exec();

@@ -34,19 +34,21 @@ impl fmt::Display for CommandError {
 pub fn display(cmd: &Command) -> String {
     let mut out = cmd.get_program().to_string_lossy().into_owned();
     for arg in cmd.get_args() {
-        let arg = arg.to_string_lossy();
         out.push(' ');
-        if arg.is_empty()
-            || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?".contains(c))
-        {
-            out.push('\'');
-            out.push_str(&arg.replace('\'', r"'\''"));
-            out.push('\'');
-        } else {
-            out.push_str(&arg);
-        }
+        out.push_str(&shell_quote(&arg.to_string_lossy()));
     }
     out
+}
+
+/// `arg` quoted for a POSIX shell, left bare when nothing in it needs it.
+pub fn shell_quote(arg: &str) -> String {
+    if arg.is_empty()
+        || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>*?(){}#~".contains(c))
+    {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    } else {
+        arg.to_owned()
+    }
 }
 
 /// Runs `cmd` to completion, capturing its output; fails unless it exits 0.

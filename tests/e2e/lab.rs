@@ -38,6 +38,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         status_lists_every_host_up,
     ),
     (
+        "lab::ssh_runs_a_command_on_the_named_host",
+        ssh_runs_a_command_on_the_named_host,
+    ),
+    (
         "lab::inventory_overlay_points_at_the_lab_hosts",
         inventory_overlay_points_at_the_lab_hosts,
     ),
@@ -203,6 +207,28 @@ fn status_lists_every_host_up() -> Result<(), Failed> {
         assert_eq!(row["running"], true);
         assert_eq!(row["ssh"], true);
     }
+    Ok(())
+}
+
+fn ssh_runs_a_command_on_the_named_host() -> Result<(), Failed> {
+    let lab = lab()?;
+    for (host, release) in RELEASES {
+        let out = lab.clou_ok(&[
+            "lab",
+            "ssh",
+            host,
+            "--",
+            "sh",
+            "-c",
+            ". /etc/os-release; echo $(hostname) $VERSION_CODENAME",
+        ]);
+        assert_eq!(out.trim(), format!("{host} {release}"));
+    }
+    // A host that is not in the lab is refused by name, with a hint.
+    let out = lab.clou(&["lab", "ssh", "nosuchhost", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no lab host named \"nosuchhost\""), "{err}");
     Ok(())
 }
 

@@ -108,12 +108,20 @@ impl TestLab {
     /// Runs `clou ARGS` as a user would, with this lab's inventory and name.
     pub fn clou(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.clou);
-        cmd.args(args);
-        if args.first() == Some(&"lab") || args.first() == Some(&"demo") {
+        // The lab options go right after the (sub)command, before any
+        // trailing command of `lab ssh`.
+        let split = match args.first() {
+            Some(&"lab") => 2.min(args.len()),
+            Some(&"demo") => 1,
+            _ => 0,
+        };
+        cmd.args(&args[..split]);
+        if split > 0 {
             cmd.arg("--inventory")
                 .arg(&self.inventory)
                 .args(["--lab", &self.lab.name]);
         }
+        cmd.args(&args[split..]);
         cmd.output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.clou.display()))
     }
