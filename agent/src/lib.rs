@@ -14,6 +14,10 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+pub mod accounts;
+pub mod resources;
+pub mod system;
+
 use clou_protocol::{Hello, Message, PROTOCOL_VERSION};
 
 /// The agent's own version, sent in its hello.
@@ -56,7 +60,9 @@ pub fn serve(mut input: impl BufRead, mut output: impl Write) -> Result<(), Erro
     if input.read_line(&mut line)? == 0 {
         return Err(Error::NoHello);
     }
-    let Message::Hello(theirs) = serde_json::from_str(&line)?;
+    let Message::Hello(theirs) = serde_json::from_str(&line)? else {
+        return Err(Error::NoHello);
+    };
     if theirs.protocol != PROTOCOL_VERSION {
         return Err(Error::ProtocolMismatch {
             ours: PROTOCOL_VERSION,

@@ -4,20 +4,33 @@
 //!
 //! The controller opens one exec channel per host and runs the agent there.
 //! Both sides then speak newline-delimited JSON over the channel: every line
-//! is one [`Message`]. The first message in each direction is a [`Hello`], so
-//! that a controller and an agent built from different versions of this crate
-//! notice it before anything is done on the host.
+//! is one [`Message`].
+//!
+//! 1. Both sides send a [`Hello`] first, so that a controller and an agent
+//!    built from different versions of this crate notice it before anything
+//!    is done on the host.
+//! 2. The controller sends one [`Plan`]: every resource of every role for
+//!    that host, already rendered (the agent never sees the inventory).
+//! 3. The agent streams one [`Report`] per resource as it goes, then one
+//!    [`Done`]; or one [`Refused`] if it cannot start (lock held, ...).
+//!
+//! The resource specs in [`resource`] are what a role author writes under
+//! each resource kind; their doc comments are the reference.
 //!
 //! This crate holds plain data only (serde types and their documentation); it
 //! does no I/O, so both the async controller and the blocking agent use it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod resource;
+
 use serde::{Deserialize, Serialize};
+
+pub use resource::Resource;
 
 /// Version of the wire protocol. Bumped on any incompatible change; both
 /// sides refuse to go on when the versions differ.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One line on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +38,14 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub enum Message {
     /// The opening handshake, sent first by both sides.
     Hello(Hello),
+    /// Controller to agent: what this host must look like.
+    Plan(Plan),
+    /// Agent to controller: the outcome of one resource or handler.
+    Report(Report),
+    /// Agent to controller: the plan is finished (last message).
+    Done(Done),
+    /// Agent to controller: the plan was not started (last message).
+    Refused(Refused),
 }
 
 /// The opening handshake.
@@ -47,6 +68,115 @@ impl Hello {
     }
 }
 
+/// Everything one host must converge to, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Identifies this run in the host's journal and lock.
+    pub run_id: String,
+    /// Who runs it (`user@machine` of the controller), for the journal.
+    pub admin: String,
+    /// Check mode: compute and report differences, change nothing.
+    #[serde(default)]
+    pub check: bool,
+    /// Send a unified diff with every content change (never for secrets).
+    #[serde(default)]
+    pub diff: bool,
+    /// The roles, dependencies first.
+    pub roles: Vec<RolePlan>,
+}
+
+/// One role's part of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePlan {
+    /// The role's name.
+    pub name: String,
+    /// Its resources, applied in this order.
+    #[serde(default)]
+    pub resources: Vec<Step>,
+    /// Its handlers: run once at the end of the role when notified.
+    #[serde(default)]
+    pub handlers: Vec<Step>,
+}
+
+/// One resource of a plan, with what it notifies when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique within the plan, e.g. `base/file:/etc/motd`; handlers are
+    /// named `role/handler name`.
+    pub id: String,
+    /// Handler ids to run once, at the end of the role, if this changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    /// Content of this resource is secret: no diff, no value in the journal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+    /// What the resource must look like.
+    pub resource: Resource,
+}
+
+/// The outcome of one resource (or handler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The [`Step::id`].
+    pub id: String,
+    /// The role it belongs to.
+    pub role: String,
+    /// True for a handler.
+    #[serde(default)]
+    pub handler: bool,
+    /// What happened.
+    pub status: Status,
+    /// One line per difference found (and, outside check mode, fixed),
+    /// e.g. `mode 0600 -> 0644` or `install nginx 1.22.1-9`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// A unified diff of the content, when the plan asked for diffs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// Why it failed, or why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time spent on it.
+    pub millis: u64,
+}
+
+/// What happened to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Already as asked.
+    Ok,
+    /// Was changed (or, in check mode, would be).
+    Changed,
+    /// Could not be brought to the asked state.
+    Failed,
+    /// Not attempted, because an earlier resource failed.
+    Skipped,
+}
+
+/// The end of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Done {
+    /// Wall time of the whole plan on the host.
+    pub millis: u64,
+    /// Warnings worth showing to the admin (a stale lock taken over, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Why the agent did not start the plan. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refused {
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,7 +185,7 @@ mod tests {
     fn hello_round_trips_as_one_json_line() {
         let msg = Message::Hello(Hello::current("0.1.0"));
         let line = serde_json::to_string(&msg).expect("serialise");
-        assert_eq!(line, r#"{"type":"hello","protocol":1,"version":"0.1.0"}"#);
+        assert_eq!(line, r#"{"type":"hello","protocol":2,"version":"0.1.0"}"#);
         let back: Message = serde_json::from_str(&line).expect("parse");
         assert_eq!(back, msg);
     }
@@ -64,5 +194,30 @@ mod tests {
     fn unknown_fields_are_refused() {
         let line = r#"{"type":"hello","protocol":1,"version":"0.1.0","extra":true}"#;
         assert!(serde_json::from_str::<Message>(line).is_err());
+    }
+
+    #[test]
+    fn a_plan_round_trips() {
+        let plan = Message::Plan(Plan {
+            run_id: "r1".into(),
+            admin: "root@laptop".into(),
+            check: true,
+            diff: false,
+            roles: vec![RolePlan {
+                name: "base".into(),
+                resources: vec![Step {
+                    id: "base/directory:/srv".into(),
+                    notify: vec![],
+                    sensitive: false,
+                    resource: serde_json::from_str(r#"{"directory":{"path":"/srv"}}"#)
+                        .expect("resource"),
+                }],
+                handlers: vec![],
+            }],
+        });
+        let line = serde_json::to_string(&plan).expect("serialise");
+        assert!(!line.contains('\n'));
+        let back: Message = serde_json::from_str(&line).expect("parse");
+        assert_eq!(back, plan);
     }
 }

@@ -1,0 +1,21 @@
+//! The `command` resource (placeholder: being written).
+
+use clou_protocol::resource::CommandSpec;
+
+use super::{Ctx, Differences, Error, Kind};
+
+impl Kind for CommandSpec {
+    type Change = String;
+
+    fn differences(&self, _ctx: &mut Ctx<'_>) -> Result<Differences<String>, Error> {
+        Err(Error::Invalid(
+            "the command resource is not written yet".into(),
+        ))
+    }
+
+    fn apply(&self, _ctx: &mut Ctx<'_>, _diff: &Differences<String>) -> Result<(), Error> {
+        Err(Error::Invalid(
+            "the command resource is not written yet".into(),
+        ))
+    }
+}

@@ -1,0 +1,433 @@
+//! The one seam between the agent and the operating system.
+//!
+//! Every resource reads and changes the host through [`System`]: running a
+//! program (an argv, never a shell string), reading, stat-ing and writing
+//! files. [`Host`] is the real thing; unit tests use [`testing::Recorder`],
+//! which does file work for real under a temporary directory but records the
+//! programs it is asked to run and answers them from a script.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// A program to run: argv, optional stdin, extra environment, directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+}
+
+impl Cmd {
+    /// A command from its argv.
+    pub fn new<I, S>(argv: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Cmd::default()
+        }
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Cmd {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Feeds this to the program's stdin.
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// The argv as one line, for messages.
+    pub fn display(&self) -> String {
+        self.argv.join(" ")
+    }
+}
+
+/// What a finished program left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Stdout as text.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last lines of stderr (or stdout when stderr is empty), for
+    /// error messages.
+    pub fn tail(&self) -> String {
+        let text = if self.stderr.iter().all(u8::is_ascii_whitespace) {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let text = String::from_utf8_lossy(text);
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(6)..].join("\n")
+    }
+}
+
+/// What `lstat` says about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub kind: FileKind,
+    /// Permission bits, including setuid/setgid/sticky (mode & 0o7777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub len: u64,
+}
+
+/// The type of a filesystem entry (symlinks are not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl FileKind {
+    /// As said in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::File => "a regular file",
+            FileKind::Dir => "a directory",
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Other => "a special file",
+        }
+    }
+}
+
+/// Owner, group and mode for something new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perms {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// Everything the agent may do to the host.
+pub trait System {
+    /// Runs a program to completion. An `Err` means it could not be started.
+    fn run(&self, cmd: &Cmd) -> io::Result<Output>;
+
+    /// The whole content of a file, `None` when it does not exist.
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `lstat`, `None` when nothing is there.
+    fn stat(&self, path: &Path) -> io::Result<Option<Stat>> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) => Ok(Some(stat_of(&meta))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Where a symbolic link points.
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::read_link(path)
+    }
+
+    /// Replaces (or creates) a file atomically: writes a temporary file in
+    /// the same directory, fsyncs it, gives it `perms`, renames it over
+    /// `path` and fsyncs the directory. Readers see the old or the new
+    /// content, never a mix, even if the agent dies halfway.
+    fn write_atomic(&self, path: &Path, content: &[u8], perms: Perms) -> io::Result<()> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| invalid("a file path needs a parent directory"))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| invalid("a file path needs a file name"))?;
+        let tmp = dir.join(temp_name(name));
+        let result = (|| {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            file.write_all(content)?;
+            std::os::unix::fs::fchown(&file, Some(perms.uid), Some(perms.gid))?;
+            // chown clears setuid/setgid bits, so the mode comes after it.
+            file.set_permissions(fs::Permissions::from_mode(perms.mode))?;
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Changes owner and/or group (of the link itself for a symlink).
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, uid, gid)
+    }
+
+    /// Sets the permission bits.
+    fn chmod(&self, path: &Path, mode: u32) -> io::Result<()> {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+
+    /// Creates one directory (its parent must exist) with `perms`.
+    fn create_dir(&self, path: &Path, perms: Perms) -> io::Result<()> {
+        fs::create_dir(path)?;
+        std::os::unix::fs::chown(path, Some(perms.uid), Some(perms.gid))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(perms.mode))
+    }
+
+    /// Removes a file or a symbolic link.
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
+    }
+
+    /// Removes a directory and everything in it.
+    fn remove_tree(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
+
+    /// Creates or replaces a symbolic link atomically (a new link beside it,
+    /// then a rename over the old one).
+    fn symlink_atomic(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| invalid("a link path needs a parent directory"))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| invalid("a link path needs a file name"))?;
+        let tmp = dir.join(temp_name(name));
+        std::os::unix::fs::symlink(target, &tmp)?;
+        fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    /// Renames within one filesystem.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    /// The names in a directory, sorted.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The real host.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Host;
+
+impl System for Host {
+    fn run(&self, cmd: &Cmd) -> io::Result<Output> {
+        let (program, args) = cmd
+            .argv
+            .split_first()
+            .ok_or_else(|| invalid("empty argv"))?;
+        let mut command = std::process::Command::new(program);
+        command
+            .args(args)
+            .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(cmd.cwd.as_deref().unwrap_or("/"))
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn()?;
+        if let (Some(input), Some(mut pipe)) = (&cmd.stdin, child.stdin.take()) {
+            // A program that exits without reading all its input is not an
+            // error of ours: its exit code says what happened.
+            let _ = pipe.write_all(input);
+        }
+        let out = child.wait_with_output()?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+}
+
+/// `Stat` from std metadata.
+pub fn stat_of(meta: &fs::Metadata) -> Stat {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    Stat {
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        len: meta.len(),
+    }
+}
+
+fn temp_name(name: &OsStr) -> String {
+    format!(
+        ".{}.clou-tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
+}
+
+/// A `System` for unit tests.
+pub mod testing {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Does file work for real (give it paths under a temporary directory),
+    /// records every program it is asked to run, and answers each from the
+    /// first scripted reply whose argv prefix matches (exit 0 and no output
+    /// when none does).
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        pub ran: RefCell<Vec<Cmd>>,
+        replies: RefCell<Vec<(Vec<String>, Output)>>,
+    }
+
+    impl Recorder {
+        pub fn new() -> Recorder {
+            Recorder::default()
+        }
+
+        /// Answers programs whose argv starts with `prefix`.
+        pub fn reply(&self, prefix: &[&str], code: i32, stdout: &str) {
+            self.replies.borrow_mut().push((
+                prefix.iter().map(|s| s.to_string()).collect(),
+                Output {
+                    code: Some(code),
+                    stdout: stdout.as_bytes().to_vec(),
+                    stderr: Vec::new(),
+                },
+            ));
+        }
+
+        /// The argv of every program run so far, each joined by spaces.
+        pub fn commands(&self) -> Vec<String> {
+            self.ran.borrow().iter().map(Cmd::display).collect()
+        }
+    }
+
+    impl System for Recorder {
+        fn run(&self, cmd: &Cmd) -> io::Result<Output> {
+            self.ran.borrow_mut().push(cmd.clone());
+            let replies = self.replies.borrow();
+            let reply = replies
+                .iter()
+                .find(|(prefix, _)| cmd.argv.starts_with(prefix))
+                .map(|(_, out)| out.clone())
+                .unwrap_or(Output {
+                    code: Some(0),
+                    ..Output::default()
+                });
+            Ok(reply)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Perms {
+        Perms {
+            uid: fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0),
+            gid: fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0),
+            mode: 0o640,
+        }
+    }
+
+    #[test]
+    fn atomic_write_replaces_content_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("motd");
+        fs::write(&path, "old\n").unwrap();
+        Host.write_atomic(&path, b"new\n", me()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new\n");
+        let stat = Host.stat(&path).unwrap().unwrap();
+        assert_eq!((stat.kind, stat.mode), (FileKind::File, 0o640));
+        // No temporary file is left behind.
+        assert_eq!(Host.list_dir(dir.path()).unwrap(), vec!["motd"]);
+    }
+
+    #[test]
+    fn atomic_symlink_replaces_the_old_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("current");
+        Host.symlink_atomic(Path::new("releases/1"), &link).unwrap();
+        Host.symlink_atomic(Path::new("releases/2"), &link).unwrap();
+        assert_eq!(Host.read_link(&link).unwrap(), Path::new("releases/2"));
+        assert_eq!(Host.list_dir(dir.path()).unwrap(), vec!["current"]);
+    }
+
+    #[test]
+    fn run_reports_exit_code_and_output() {
+        let out = Host
+            .run(&Cmd::new(["sh", "-c", "cat; echo err >&2; exit 3"]).stdin("in"))
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, b"in");
+        assert_eq!(out.tail(), "err");
+    }
+
+    #[test]
+    fn recorder_answers_from_its_script() {
+        let sys = testing::Recorder::new();
+        sys.reply(&["dpkg-query"], 1, "nope");
+        let out = sys.run(&Cmd::new(["dpkg-query", "-W", "x"])).unwrap();
+        assert_eq!((out.code, out.stdout_text().as_str()), (Some(1), "nope"));
+        assert!(sys.run(&Cmd::new(["true"])).unwrap().success());
+        assert_eq!(sys.commands(), vec!["dpkg-query -W x", "true"]);
+    }
+}
