@@ -2,23 +2,38 @@
 //!
 //! # Layout
 //!
-//! - `run` reads the command line and dispatches.
-//! - `serve` speaks the wire protocol of `clou-protocol` on stdin/stdout:
-//!   stdout is the wire, so nothing else may print there; logs go to stderr.
+//! - [`run`] reads the command line and dispatches.
+//! - [`serve`] speaks the wire protocol of `clou-protocol` on stdin/stdout:
+//!   hello both ways, one plan in, one report per resource out, then done.
+//!   stdout is the wire, so nothing else may print there; logs go to stderr,
+//!   where the controller shows them under the host with `-v`.
+//! - [`lock`] keeps two runs from working on one host at once; [`journal`]
+//!   records every change on the host.
+//! - [`engine`] runs a plan: resources in order, packages in one apt
+//!   transaction, handlers at the end of roles.
+//! - [`resources`] holds one file per resource kind behind one trait;
+//!   [`system`] is the only seam to the operating system; [`accounts`]
+//!   reads users and groups without NSS (the binary is static).
 //!
 //! The agent is plain blocking code: it does one thing at a time on one
 //! host, and a runtime would only make it larger.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use std::io::{BufRead, Write};
-use std::process::ExitCode;
-
 pub mod accounts;
+pub mod clock;
+pub mod engine;
+pub mod journal;
+pub mod lock;
 pub mod resources;
 pub mod system;
 
-use clou_protocol::{Hello, Message, PROTOCOL_VERSION};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use clou_protocol::{Done, Hello, Message, PROTOCOL_VERSION, Refused};
 
 /// The agent's own version, sent in its hello.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -32,12 +47,14 @@ pub enum Error {
     Decode(#[from] serde_json::Error),
     #[error("the controller closed the channel before saying hello")]
     NoHello,
+    #[error("the controller closed the channel before sending a plan")]
+    NoPlan,
     #[error(
         "the controller speaks protocol {theirs}, this agent speaks {ours}: \
          upload the agent that matches the controller"
     )]
     ProtocolMismatch { ours: u32, theirs: u32 },
-    #[error("unknown command {0:?}; usage: clou-agent [--version | serve]")]
+    #[error("usage: clou-agent [--version | serve [--state-dir DIR]] (got {0:?})")]
     Usage(String),
 }
 
@@ -49,18 +66,26 @@ pub fn run(args: &[String], input: impl BufRead, output: impl Write) -> Result<E
             writeln!(output, "clou-agent {VERSION} (protocol {PROTOCOL_VERSION})")?;
             Ok(ExitCode::SUCCESS)
         }
-        Some("serve") | None => serve(input, output).map(|()| ExitCode::SUCCESS),
+        Some("serve") | None => {
+            let state_dir = match &args.get(1..).unwrap_or_default() {
+                [] => PathBuf::from(engine::STATE_DIR),
+                [flag, dir] if flag == "--state-dir" => PathBuf::from(dir),
+                other => return Err(Error::Usage(other.join(" "))),
+            };
+            serve(&system::Host, &state_dir, input, output).map(|()| ExitCode::SUCCESS)
+        }
         Some(other) => Err(Error::Usage(other.to_owned())),
     }
 }
 
-/// Speaks the wire protocol: hello first, both ways.
-pub fn serve(mut input: impl BufRead, mut output: impl Write) -> Result<(), Error> {
-    let mut line = String::new();
-    if input.read_line(&mut line)? == 0 {
-        return Err(Error::NoHello);
-    }
-    let Message::Hello(theirs) = serde_json::from_str(&line)? else {
+/// Speaks the wire protocol: hello both ways, then one plan.
+pub fn serve(
+    sys: &dyn system::System,
+    state_dir: &Path,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> Result<(), Error> {
+    let Some(Message::Hello(theirs)) = read_message(&mut input)? else {
         return Err(Error::NoHello);
     };
     if theirs.protocol != PROTOCOL_VERSION {
@@ -69,36 +94,157 @@ pub fn serve(mut input: impl BufRead, mut output: impl Write) -> Result<(), Erro
             theirs: theirs.protocol,
         });
     }
-    serde_json::to_writer(&mut output, &Message::Hello(Hello::current(VERSION)))?;
+    send(&mut output, &Message::Hello(Hello::current(VERSION)))?;
+    let plan = match read_message(&mut input)? {
+        Some(Message::Plan(plan)) => plan,
+        // A controller that only checks the agent says hello and leaves.
+        None => return Ok(()),
+        Some(_) => return Err(Error::NoPlan),
+    };
+    let started = Instant::now();
+    let me = lock::Holder {
+        run_id: plan.run_id.clone(),
+        admin: plan.admin.clone(),
+        pid: std::process::id(),
+        started: clock::rfc3339(SystemTime::now()),
+    };
+    let held = match lock::Lock::acquire(state_dir, &me) {
+        Ok(held) => held,
+        Err(err) => {
+            let reason = err.to_string();
+            return send(&mut output, &Message::Refused(Refused { reason }));
+        }
+    };
+    let mut warnings = Vec::new();
+    if let Some(dead) = &held.stale {
+        warnings.push(format!(
+            "took over the lock left by run {} of {} (agent pid {}, started {}), \
+             which died without releasing it; check its journal entries",
+            dead.run_id, dead.admin, dead.pid, dead.started
+        ));
+    }
+    warnings.extend(remove_old_agents(state_dir));
+    eprintln!(
+        "clou-agent {VERSION}: run {} by {}{}",
+        plan.run_id,
+        plan.admin,
+        if plan.check { " (check mode)" } else { "" }
+    );
+    let engine = engine::Engine::new(sys, &plan, Some(state_dir.to_owned()));
+    let mut failure = None;
+    warnings.extend(engine.run(&mut |report| {
+        eprintln!("{} {:?}", report.id, report.status);
+        if failure.is_none()
+            && let Err(err) = send(&mut output, &Message::Report(report))
+        {
+            failure = Some(err);
+        }
+    }));
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    drop(held);
+    let done = Done {
+        millis: started.elapsed().as_millis() as u64,
+        warnings,
+    };
+    send(&mut output, &Message::Done(done))
+}
+
+fn read_message(input: &mut impl BufRead) -> Result<Option<Message>, Error> {
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_str(&line)?))
+}
+
+fn send(output: &mut impl Write, message: &Message) -> Result<(), Error> {
+    serde_json::to_writer(&mut *output, message)?;
     output.write_all(b"\n")?;
     output.flush()?;
     Ok(())
 }
 
+/// Removes agent binaries other than the running one from `state_dir`:
+/// the controller uploads `agent-SHA256` files, one per build.
+fn remove_old_agents(state_dir: &Path) -> Vec<String> {
+    let Ok(me) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return warnings;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with("agent-") && path != me {
+            if let Err(err) = std::fs::remove_file(&path) {
+                warnings.push(format!(
+                    "cannot remove the old agent {}: {err}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clou_protocol::{Plan, Status};
 
-    fn hello_line(protocol: u32) -> String {
-        let hello = Hello {
+    fn line(msg: &Message) -> String {
+        serde_json::to_string(msg).expect("serialise") + "\n"
+    }
+
+    fn hello(protocol: u32) -> String {
+        line(&Message::Hello(Hello {
             protocol,
             version: "test".into(),
-        };
-        serde_json::to_string(&Message::Hello(hello)).expect("serialise") + "\n"
+        }))
+    }
+
+    fn replies(out: &[u8]) -> Vec<Message> {
+        out.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("a message per line"))
+            .collect()
+    }
+
+    fn plan_line() -> String {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "run_id": "r1", "admin": "test@here", "check": true,
+            "roles": [{"name": "base", "resources": [
+                {"id": "base/command:true", "resource": {"command": {"argv": ["true"], "creates": "/"}}}
+            ]}]
+        }))
+        .unwrap();
+        line(&Message::Plan(plan))
     }
 
     #[test]
     fn answers_hello_with_its_own() {
+        let dir = tempfile::tempdir().unwrap();
         let mut out = Vec::new();
-        serve(hello_line(PROTOCOL_VERSION).as_bytes(), &mut out).expect("serve");
-        let reply: Message = serde_json::from_slice(&out).expect("reply is JSON");
-        assert_eq!(reply, Message::Hello(Hello::current(VERSION)));
+        serve(
+            &system::Host,
+            dir.path(),
+            hello(PROTOCOL_VERSION).as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(replies(&out), vec![Message::Hello(Hello::current(VERSION))]);
     }
 
     #[test]
     fn refuses_another_protocol_version() {
+        let dir = tempfile::tempdir().unwrap();
         let mut out = Vec::new();
-        let err = serve(hello_line(PROTOCOL_VERSION + 1).as_bytes(), &mut out).unwrap_err();
+        let input = hello(PROTOCOL_VERSION + 1);
+        let err = serve(&system::Host, dir.path(), input.as_bytes(), &mut out).unwrap_err();
         assert!(matches!(err, Error::ProtocolMismatch { .. }), "{err}");
         assert!(
             out.is_empty(),
@@ -108,7 +254,56 @@ mod tests {
 
     #[test]
     fn truncated_json_is_a_decode_error() {
-        let err = serve(&b"{\"type\":\"hel"[..], Vec::new()).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let err = serve(
+            &system::Host,
+            dir.path(),
+            &b"{\"type\":\"hel"[..],
+            Vec::new(),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Decode(_)), "{err}");
+    }
+
+    #[test]
+    fn streams_one_report_per_resource_then_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = hello(PROTOCOL_VERSION) + &plan_line();
+        let mut out = Vec::new();
+        serve(&system::Host, dir.path(), input.as_bytes(), &mut out).unwrap();
+        let msgs = replies(&out);
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        let Message::Report(report) = &msgs[1] else {
+            panic!("{msgs:?}")
+        };
+        assert_eq!(
+            (report.id.as_str(), report.status),
+            ("base/command:true", Status::Ok)
+        );
+        assert!(matches!(msgs[2], Message::Done(_)));
+    }
+
+    #[test]
+    fn a_held_lock_refuses_the_plan_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = lock::Holder {
+            run_id: "other".into(),
+            admin: "dominique@fixe".into(),
+            pid: 1,
+            started: "2026-11-25T14:03:07Z".into(),
+        };
+        let _held = lock::Lock::acquire(dir.path(), &holder).unwrap();
+        let input = hello(PROTOCOL_VERSION) + &plan_line();
+        let mut out = Vec::new();
+        serve(&system::Host, dir.path(), input.as_bytes(), &mut out).unwrap();
+        let msgs = replies(&out);
+        let Message::Refused(refused) = &msgs[1] else {
+            panic!("{msgs:?}")
+        };
+        assert!(
+            refused.reason.contains("dominique@fixe"),
+            "{}",
+            refused.reason
+        );
     }
 }
