@@ -14,11 +14,16 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod agent_bin;
 pub mod cli;
 pub mod demo;
 pub mod inventory;
 pub mod lab;
+pub mod plan;
 pub mod process;
+pub mod role;
+pub mod template;
+pub mod vars;
 pub mod yaml;
 
 use std::os::unix::process::CommandExt;

@@ -58,6 +58,41 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Yam
     })
 }
 
+/// Reads a YAML mapping into a list of pairs, keeping the file's order and
+/// refusing a key given twice (use with `deserialize_with`).
+pub fn ordered_map<'de, D, T>(de: D) -> Result<Vec<(String, T)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Visitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = Vec<(String, T)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, T)> = Vec::new();
+            while let Some((key, value)) = map.next_entry::<String, T>()? {
+                if out.iter().any(|(k, _)| *k == key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "{key:?} is listed twice"
+                    )));
+                }
+                out.push((key, value));
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Visitor(std::marker::PhantomData))
+}
+
 /// serde-saphyr appends a source snippet to its messages; clou prints the
 /// location itself, so only the first line is kept.
 fn first_line(message: &str) -> String {

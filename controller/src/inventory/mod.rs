@@ -51,6 +51,8 @@ pub struct Inventory {
     pub known_hosts: Option<PathBuf>,
     /// SSH private key to log in with (a lab overlay's own).
     pub identity: Option<PathBuf>,
+    /// Directories searched for roles, in order.
+    pub roles_path: Vec<PathBuf>,
 }
 
 /// One server.
@@ -62,6 +64,8 @@ pub struct Host {
     pub port: u16,
     /// The SSH user.
     pub user: String,
+    /// How the agent gets root.
+    pub become_: raw::Become,
     /// Debian release codename (bullseye, bookworm, trixie).
     pub release: String,
     /// Roles named on the host itself.
@@ -113,6 +117,11 @@ impl Inventory {
             host.address = o.address.clone();
             host.port = o.port.unwrap_or(22);
             host.user = o.user.clone().unwrap_or_else(|| "root".into());
+            host.become_ = if host.user == "root" {
+                raw::Become::Root
+            } else {
+                raw::Become::Sudo
+            };
         }
         inv.known_hosts = overlay.known_hosts;
         inv.identity = overlay.identity;
@@ -141,10 +150,23 @@ impl Inventory {
                     &format!("use one of {}", RELEASES.join(", ")),
                 ));
             }
+            let user = h.user.unwrap_or_else(|| "root".to_owned());
+            let become_ = h.become_.unwrap_or(if user == "root" {
+                raw::Become::Root
+            } else {
+                raw::Become::Sudo
+            });
+            if become_ == raw::Become::Root && user != "root" {
+                return Err(invalid(
+                    format!("host {name}: `become: root` but the SSH user is {user:?}"),
+                    "log in as root (user: root), or use `become: sudo`",
+                ));
+            }
             hosts.push(Host {
                 address: h.address.unwrap_or_else(|| name.clone()),
                 port: h.port.unwrap_or(22),
-                user: h.user.unwrap_or_else(|| "root".to_owned()),
+                user,
+                become_,
                 release,
                 roles: h.roles,
                 vars: h.vars,
@@ -203,6 +225,12 @@ impl Inventory {
                 ));
             }
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let roles_path = if raw.roles_path.is_empty() {
+            vec![base.join("../roles")]
+        } else {
+            raw.roles_path.iter().map(|p| base.join(p)).collect()
+        };
         Ok(Inventory {
             path: path.to_owned(),
             hosts,
@@ -211,12 +239,46 @@ impl Inventory {
             lab: raw.lab,
             known_hosts: None,
             identity: None,
+            roles_path,
         })
     }
 
     /// The host called `name`.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The groups `host` belongs to (directly or through a child group),
+    /// parents before children, then by name: the order their vars and
+    /// roles apply in.
+    pub fn groups_of(&self, host: &str) -> Vec<String> {
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        // Longest path from a root group; the graph has no cycle.
+        fn depth_of<'a>(
+            name: &'a str,
+            groups: &'a BTreeMap<String, Group>,
+            memo: &mut BTreeMap<&'a str, usize>,
+        ) -> usize {
+            if let Some(d) = memo.get(name) {
+                return *d;
+            }
+            let d = groups
+                .values()
+                .filter(|g| g.children.iter().any(|c| c == name))
+                .map(|parent| depth_of(&parent.name, groups, memo) + 1)
+                .max()
+                .unwrap_or(0);
+            memo.insert(name, d);
+            d
+        }
+        let mut member: Vec<(usize, String)> = self
+            .groups
+            .keys()
+            .filter(|g| self.group_hosts(g).contains(host))
+            .map(|g| (depth_of(g, &self.groups, &mut depth), g.clone()))
+            .collect();
+        member.sort();
+        member.into_iter().map(|(_, g)| g).collect()
     }
 
     /// Every host of a group, through its children.

@@ -20,8 +20,12 @@ pub struct Inventory {
     #[serde(default)]
     pub groups: BTreeMap<String, Group>,
     /// Hosts, by name. The order of the file is kept.
-    #[serde(default, deserialize_with = "ordered_map")]
+    #[serde(default, deserialize_with = "crate::yaml::ordered_map")]
     pub hosts: Vec<(String, Host)>,
+    /// Where roles are looked for, relative to this file, in order
+    /// (default `[../roles]`).
+    #[serde(default)]
+    pub roles_path: Vec<std::path::PathBuf>,
     /// Settings for `clou lab`, the rehearsal replica; production ignores them.
     #[serde(default)]
     pub lab: LabSettings,
@@ -37,6 +41,10 @@ pub struct Host {
     pub port: Option<u16>,
     /// SSH user (default root).
     pub user: Option<String>,
+    /// How the agent gets root: `root` (log in as root) or `sudo`
+    /// (`sudo -n`, for a non-root user; the default when `user` is not root).
+    #[serde(rename = "become")]
+    pub become_: Option<Become>,
     /// Debian release codename the host runs: bullseye, bookworm or trixie
     /// (default bookworm).
     pub release: Option<String>,
@@ -46,6 +54,16 @@ pub struct Host {
     /// Vars of this host (highest precedence of the inventory).
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,
+}
+
+/// How the agent gets root on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Become {
+    /// The SSH user is root.
+    Root,
+    /// The SSH user runs the agent with `sudo -n` (no password prompt).
+    Sudo,
 }
 
 /// One group entry.
@@ -89,41 +107,6 @@ pub struct LabHost {
     /// appear in the host as `/dev/vdb`, `/dev/vdc`, ...
     #[serde(default)]
     pub disks: Vec<String>,
-}
-
-/// Reads a YAML mapping into a list of pairs, keeping the file's order and
-/// refusing a key given twice.
-fn ordered_map<'de, D, T>(de: D) -> Result<Vec<(String, T)>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct Visitor<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
-        type Value = Vec<(String, T)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a mapping of host names to host entries")
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out: Vec<(String, T)> = Vec::new();
-            while let Some((key, value)) = map.next_entry::<String, T>()? {
-                if out.iter().any(|(k, _)| *k == key) {
-                    return Err(serde::de::Error::custom(format!(
-                        "host {key:?} is listed twice"
-                    )));
-                }
-                out.push((key, value));
-            }
-            Ok(out)
-        }
-    }
-    de.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
 /// A lab inventory overlay, written by `clou lab up`: the inventory at

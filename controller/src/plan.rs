@@ -1,0 +1,571 @@
+//! Building a host's plan: inventory + roles -> the concrete resources the
+//! agent applies.
+//!
+//! This is a pure function of its inputs (no connection, no clock), so it
+//! runs for every host before any host is contacted: bad input stops clou
+//! before anything changes anywhere, and plans are snapshot-tested.
+//!
+//! For each role of the host (dependencies first), each resource is:
+//! 1. repeated for each element of `for_each` (a var holding a list; the
+//!    element is `item` in templates), and dropped when `when` renders to
+//!    an empty string, `false`, `no` or `0`;
+//! 2. rendered: every string field is a template; a field that is exactly
+//!    `{{ some.var }}` takes the var's value as is (a list stays a list);
+//! 3. for files, `template:` (from the role's `templates/`) or `source:`
+//!    (from its `files/`) becomes `content`;
+//! 4. checked against the agent's spec for its kind
+//!    (`clou_protocol::resource`): unknown fields, bad modes and the like
+//!    are errors naming `role.yaml:line`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use base64::Engine as _;
+use clou_protocol::{Resource, RolePlan, Step};
+use serde_json::{Map, Value, json};
+
+use crate::inventory::{Host, Inventory};
+use crate::role::{Item, Role, Roles};
+use crate::template::Templates;
+use crate::vars::{self, Var};
+
+/// Fields any resource may carry besides its kind's own.
+pub const COMMON_FIELDS: &[&str] = &["notify", "id", "sensitive", "for_each", "when"];
+
+/// Why a host's plan cannot be built. Nothing has been contacted yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// `file:line` (or the host) the problem is at.
+    pub where_: String,
+    pub host: String,
+    pub what: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (host {})", self.where_, self.what, self.host)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// Builds plans for the hosts of one inventory.
+#[derive(Debug)]
+pub struct Planner<'a> {
+    inventory: &'a Inventory,
+    roles: &'a Roles,
+    templates: Templates,
+}
+
+/// A host's roles (dependencies first) and merged vars.
+#[derive(Debug, Clone)]
+pub struct HostVars {
+    pub roles: Vec<String>,
+    pub vars: BTreeMap<String, Var>,
+}
+
+impl<'a> Planner<'a> {
+    /// Compiles every template of every role.
+    pub fn new(inventory: &'a Inventory, roles: &'a Roles) -> Result<Planner<'a>, PlanError> {
+        let mut templates = Templates::new();
+        for role in roles.roles.values() {
+            for file in files_under(&role.dir.join("templates")) {
+                templates.register_file(&file).map_err(|f| PlanError {
+                    where_: f.where_,
+                    host: "any".into(),
+                    what: f.what,
+                    hint: None,
+                })?;
+            }
+        }
+        Ok(Planner {
+            inventory,
+            roles,
+            templates,
+        })
+    }
+
+    /// The roles of a host: its groups' (in group order), then its own,
+    /// with dependencies first. `only` keeps the named roles (and what they
+    /// depend on).
+    pub fn host_vars(
+        &self,
+        host: &Host,
+        extra: &BTreeMap<String, Value>,
+        only: Option<&[String]>,
+    ) -> Result<HostVars, PlanError> {
+        let err = |e: crate::role::RoleError| PlanError {
+            where_: self.inventory.path.display().to_string(),
+            host: host.name.clone(),
+            what: e.to_string(),
+            hint: None,
+        };
+        let mut named: Vec<String> = Vec::new();
+        for group in self.inventory.groups_of(&host.name) {
+            if let Some(g) = self.inventory.groups.get(&group) {
+                named.extend(g.roles.iter().cloned());
+            }
+        }
+        named.extend(host.roles.iter().cloned());
+        let wanted_by = format!("{}: host {}", self.inventory.path.display(), host.name);
+        let mut roles = self.roles.expand(&named, &wanted_by).map_err(err)?;
+        if let Some(only) = only {
+            for name in only {
+                self.roles.get(name, "--roles").map_err(err)?;
+            }
+            let keep = self.roles.expand(only, "--roles").map_err(err)?;
+            roles.retain(|r| keep.contains(r));
+        }
+        let defaults: Vec<(String, &BTreeMap<String, Value>)> = roles
+            .iter()
+            .map(|r| (r.clone(), &self.roles.roles[r].defaults))
+            .collect();
+        let vars = vars::merge(self.inventory, host, &roles, &defaults, extra);
+        Ok(HostVars { roles, vars })
+    }
+
+    /// The host's plan, role by role.
+    pub fn plan(
+        &self,
+        host: &Host,
+        extra: &BTreeMap<String, Value>,
+        only: Option<&[String]>,
+    ) -> Result<Vec<RolePlan>, PlanError> {
+        let HostVars { roles, vars } = self.host_vars(host, extra, only)?;
+        let context = vars::to_context(&vars);
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (index, name) in roles.iter().enumerate() {
+            let role = &self.roles.roles[name];
+            let builder = RoleBuilder {
+                planner: self,
+                host,
+                role,
+                earlier: &roles[..index],
+                context: &context,
+            };
+            let mut plan = RolePlan {
+                name: name.clone(),
+                resources: Vec::new(),
+                handlers: Vec::new(),
+            };
+            for item in &role.resources {
+                for step in builder.steps(item, None)? {
+                    let key = format!("{}:{}", step.resource.kind(), step.resource.subject());
+                    let at = role.at(item.line);
+                    if let Some(first) = seen.insert(key.clone(), at.clone()) {
+                        return Err(PlanError {
+                            where_: at,
+                            host: host.name.clone(),
+                            what: format!("{key} is declared twice (first at {first})"),
+                            hint: Some(
+                                "keep one declaration, or give them different paths/names".into(),
+                            ),
+                        });
+                    }
+                    plan.resources.push(step);
+                }
+            }
+            for (handler_name, item) in &role.handlers {
+                let mut steps = builder.steps(item, Some(handler_name))?;
+                plan.handlers.append(&mut steps);
+            }
+            out.push(plan);
+        }
+        Ok(out)
+    }
+}
+
+struct RoleBuilder<'p, 'a> {
+    planner: &'p Planner<'a>,
+    host: &'p Host,
+    role: &'p Role,
+    /// Roles before this one, whose handlers may be notified too.
+    earlier: &'p [String],
+    context: &'p Value,
+}
+
+impl RoleBuilder<'_, '_> {
+    fn error(&self, line: u64, what: String, hint: Option<&str>) -> PlanError {
+        PlanError {
+            where_: self.role.at(line),
+            host: self.host.name.clone(),
+            what,
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    /// The concrete steps of one item (several with `for_each`, none when
+    /// `when` is false). `handler` is the handler's name for a handler.
+    fn steps(&self, item: &Item, handler: Option<&str>) -> Result<Vec<Step>, PlanError> {
+        let mut fields = item.fields.clone();
+        let for_each = fields.remove("for_each");
+        let when = fields.remove("when");
+        let items: Vec<Option<Value>> = match for_each {
+            None => vec![None],
+            Some(spec) => self
+                .list_for_each(item.line, &spec)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        let mut steps = Vec::new();
+        for element in items {
+            let mut context = self.context.clone();
+            if let (Some(element), Value::Object(map)) = (&element, &mut context) {
+                map.insert("item".into(), element.clone());
+            }
+            if let Some(when) = &when {
+                let Value::String(text) = when else {
+                    return Err(self.error(
+                        item.line,
+                        "`when` must be a string such as \"{{#if backups}}yes{{/if}}\"".into(),
+                        None,
+                    ));
+                };
+                let rendered = self.render_str(item.line, "when", text, &context)?;
+                if matches!(rendered.trim(), "" | "false" | "no" | "0" | "null") {
+                    continue;
+                }
+            }
+            steps.push(self.step(item, &fields, &context, handler)?);
+        }
+        Ok(steps)
+    }
+
+    fn list_for_each(&self, line: u64, spec: &Value) -> Result<Vec<Value>, PlanError> {
+        let value = match spec {
+            Value::String(name) => {
+                let name = name.trim().trim_start_matches("{{").trim_end_matches("}}").trim();
+                lookup(self.context, name).cloned().ok_or_else(|| {
+                    self.error(
+                        line,
+                        format!("`for_each: {name}`: no var {name:?} is set for this host"),
+                        Some("set it in the inventory or the role's defaults (an empty list is fine)"),
+                    )
+                })?
+            }
+            other => other.clone(),
+        };
+        match value {
+            Value::Array(items) => Ok(items),
+            other => Err(self.error(
+                line,
+                format!("`for_each` needs a list, found {}", short(&other)),
+                None,
+            )),
+        }
+    }
+
+    fn step(
+        &self,
+        item: &Item,
+        fields: &Map<String, Value>,
+        context: &Value,
+        handler: Option<&str>,
+    ) -> Result<Step, PlanError> {
+        let line = item.line;
+        let mut fields = fields.clone();
+        let notify = match fields.remove("notify") {
+            None => Vec::new(),
+            Some(Value::String(name)) => vec![name],
+            Some(Value::Array(names)) => names
+                .into_iter()
+                .map(|n| match n {
+                    Value::String(s) => Ok(s),
+                    other => Err(self.error(line, format!("notify: {} is not a handler name", short(&other)), None)),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(self.error(line, format!("notify: {} is not a handler name", short(&other)), None));
+            }
+        };
+        let sensitive = match fields.remove("sensitive") {
+            None => false,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(self.error(line, format!("sensitive: {} is not true or false", short(&other)), None));
+            }
+        };
+        let explicit_id = match fields.remove("id") {
+            None => None,
+            Some(Value::String(id)) => Some(id),
+            Some(other) => return Err(self.error(line, format!("id: {} is not a string", short(&other)), None)),
+        };
+
+        let mut rendered = Map::new();
+        for (key, value) in fields {
+            rendered.insert(key.clone(), self.render_value(line, &key, value, context)?);
+        }
+        if item.kind == "file" {
+            self.file_content(line, &mut rendered, context)?;
+        }
+        let resource: Resource =
+            serde_json::from_value(json!({ item.kind.clone(): Value::Object(rendered) })).map_err(
+                |err| {
+                    let text = err.to_string();
+                    if text.starts_with("unknown variant") {
+                        self.error(
+                            line,
+                            format!("unknown resource kind `{}`", item.kind),
+                            Some(
+                                "kinds are file, directory, symlink, line, package, service, user, \
+                                 group, command, archive",
+                            ),
+                        )
+                    } else {
+                        self.error(line, format!("{} resource: {text}", item.kind), None)
+                    }
+                },
+            )?;
+        let id = match (handler, explicit_id) {
+            (Some(name), _) => format!("{}/{name}", self.role.name),
+            (None, Some(id)) => format!("{}/{id}", self.role.name),
+            (None, None) => format!("{}/{}:{}", self.role.name, resource.kind(), resource.subject()),
+        };
+        let notify = notify
+            .into_iter()
+            .map(|name| self.handler_id(line, &name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Step {
+            id,
+            notify,
+            sensitive,
+            resource,
+        })
+    }
+
+    /// `role/name` of a handler of this role or of an earlier one.
+    fn handler_id(&self, line: u64, name: &str) -> Result<String, PlanError> {
+        let roles = self.planner.roles;
+        let own = std::iter::once(self.role.name.as_str()).chain(self.earlier.iter().rev().map(String::as_str));
+        for role in own {
+            if roles.roles[role].handlers.iter().any(|(n, _)| n == name) {
+                return Ok(format!("{role}/{name}"));
+            }
+        }
+        let known: Vec<&str> = self.role.handlers.iter().map(|(n, _)| n.as_str()).collect();
+        Err(self.error(
+            line,
+            format!("notify: no handler {name:?} in role {} or the roles before it", self.role.name),
+            Some(&if known.is_empty() {
+                "declare it under `handlers:` in role.yaml".to_owned()
+            } else {
+                format!("this role's handlers: {}", known.join(", "))
+            }),
+        ))
+    }
+
+    fn render_str(&self, line: u64, field: &str, text: &str, context: &Value) -> Result<String, PlanError> {
+        let where_ = format!("{} ({field})", self.role.at(line));
+        self.planner
+            .templates
+            .render_str(&where_, text, context)
+            .map_err(|f| PlanError {
+                where_: self.role.at(line),
+                host: self.host.name.clone(),
+                what: format!("in `{field}`: {}", f.what),
+                hint: None,
+            })
+    }
+
+    /// Renders every string in a field's value.
+    fn render_value(&self, line: u64, field: &str, value: Value, context: &Value) -> Result<Value, PlanError> {
+        Ok(match value {
+            Value::String(text) => {
+                if let Some(path) = whole_expression(&text) {
+                    match lookup(context, path) {
+                        Some(v) => v.clone(),
+                        None => {
+                            return Err(self.error(
+                                line,
+                                format!(
+                                    "in `{field}`: undefined variable `{path}`; set it in the inventory \
+                                     (vars), in the role's defaults, or with -e {path}=..."
+                                ),
+                                None,
+                            ));
+                        }
+                    }
+                } else {
+                    Value::String(self.render_str(line, field, &text, context)?)
+                }
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|v| self.render_value(line, field, v, context))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (k, v) in map {
+                    out.insert(k, self.render_value(line, field, v, context)?);
+                }
+                Value::Object(out)
+            }
+            other => other,
+        })
+    }
+
+    /// Turns `content:` / `template:` / `source:` into the agent's content.
+    fn file_content(&self, line: u64, fields: &mut Map<String, Value>, context: &Value) -> Result<(), PlanError> {
+        let given: Vec<&str> = ["content", "template", "source"]
+            .into_iter()
+            .filter(|k| fields.contains_key(*k))
+            .collect();
+        if given.len() > 1 {
+            return Err(self.error(
+                line,
+                format!("a file takes one of content, template or source, not {}", given.join(" and ")),
+                None,
+            ));
+        }
+        let content = if let Some(value) = fields.remove("template") {
+            let name = self.relative_name(line, "template", &value)?;
+            let path = self.role.dir.join("templates").join(&name);
+            if !self.planner.templates.has_file(&path) {
+                return Err(self.error(
+                    line,
+                    format!("template {name:?} not found: no file {}", path.display()),
+                    Some("templates live in the role's templates/ directory"),
+                ));
+            }
+            let text = self.planner.templates.render_file(&path, context).map_err(|f| PlanError {
+                where_: f.where_,
+                host: self.host.name.clone(),
+                what: f.what,
+                hint: Some(format!("used by {}", self.role.at(line))),
+            })?;
+            json!({ "text": text })
+        } else if let Some(value) = fields.remove("source") {
+            let name = self.relative_name(line, "source", &value)?;
+            let files = self.role.dir.join("files");
+            let path = files.join(&name);
+            let escapes = match (path.canonicalize(), files.canonicalize()) {
+                (Ok(real), Ok(base)) => !real.starts_with(base),
+                _ => false,
+            };
+            if escapes {
+                return Err(self.error(
+                    line,
+                    format!("source {name:?} leads outside {} (through a symbolic link)", files.display()),
+                    Some("a role only ships files from its own files/ directory"),
+                ));
+            }
+            let bytes = std::fs::read(&path).map_err(|err| {
+                self.error(
+                    line,
+                    format!("source {name:?}: cannot read {}: {err}", path.display()),
+                    Some("files live in the role's files/ directory"),
+                )
+            })?;
+            match String::from_utf8(bytes) {
+                Ok(text) => json!({ "text": text }),
+                Err(err) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(err.into_bytes()) }),
+            }
+        } else if let Some(value) = fields.remove("content") {
+            match value {
+                Value::String(text) => json!({ "text": text }),
+                other => other,
+            }
+        } else {
+            return Ok(());
+        };
+        fields.insert("content".into(), content);
+        Ok(())
+    }
+
+    /// A `template:`/`source:` value: a relative path that stays inside.
+    fn relative_name(&self, line: u64, field: &str, value: &Value) -> Result<PathBuf, PlanError> {
+        let Value::String(name) = value else {
+            return Err(self.error(line, format!("{field}: {} is not a file name", short(value)), None));
+        };
+        let path = Path::new(name);
+        let inside = !name.is_empty()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            let dir = if field == "template" { "templates" } else { "files" };
+            return Err(self.error(
+                line,
+                format!("{field} {name:?} escapes the role directory"),
+                Some(&format!(
+                    "name a file inside {}/{dir}/, without `..` or a leading /",
+                    self.role.dir.display()
+                )),
+            ));
+        }
+        Ok(path.to_owned())
+    }
+}
+
+/// `some.var` when `text` is exactly `{{ some.var }}`.
+fn whole_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let valid = !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    valid.then_some(inner)
+}
+
+/// A dotted path into a JSON value (`host.name`, `admins.0.keys`).
+fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(value, |v, part| match v {
+        Value::Object(map) => map.get(part),
+        Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 40 {
+        format!("{}...", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Regular files under `dir`, recursively, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every distinct package name the roles declare without templating, for
+/// the lab's apt repository.
+pub fn declared_packages(roles: &Roles) -> BTreeSet<String> {
+    roles
+        .roles
+        .values()
+        .flat_map(|r| r.resources.iter().chain(r.handlers.iter().map(|(_, i)| i)))
+        .filter(|i| i.kind == "package")
+        .filter_map(|i| i.fields.get("name").and_then(Value::as_str))
+        .filter(|n| !n.contains("{{"))
+        .map(str::to_owned)
+        .collect()
+}

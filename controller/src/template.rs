@@ -1,0 +1,258 @@
+//! Templates: handlebars in strict mode, with no HTML escaping.
+//!
+//! Strict mode makes an undefined variable an error (naming the template,
+//! line and variable) instead of an empty string in a config file; escaping
+//! is off because these are config files, not web pages.
+//!
+//! Helpers besides the built-in `if`, `unless`, `each`, `with`, `lookup`,
+//! `eq`, `ne`, `gt`, `lt`, `and`, `or`, `not`, `len`:
+//! - `{{join list ", "}}`: the items of a list joined by a separator;
+//! - `{{default var "fallback"}}`: `var` when set and not null, else
+//!   the fallback (the one place an undefined variable is allowed);
+//! - `{{upper s}}`, `{{lower s}}`;
+//! - `{{json value}}`: the value as JSON (also a valid YAML flow value).
+
+use std::path::Path;
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, JsonRender, Output, RenderContext, RenderError,
+    RenderErrorReason, TemplateError,
+};
+use serde_json::Value;
+
+/// A template that could not be compiled or rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{where_}: {what}")]
+pub struct RenderFailure {
+    /// `file:line:col` (for a template file) or the place of an inline
+    /// string.
+    pub where_: String,
+    pub what: String,
+}
+
+/// The template engine, with every template file registered.
+#[derive(Debug)]
+pub struct Templates {
+    registry: Handlebars<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    /// A strict, non-escaping engine with clou's helpers.
+    pub fn new() -> Templates {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("join", Box::new(join));
+        registry.register_helper("default", Box::new(default));
+        registry.register_helper("upper", Box::new(upper));
+        registry.register_helper("lower", Box::new(lower));
+        registry.register_helper("json", Box::new(json));
+        Templates { registry }
+    }
+
+    /// Compiles a template file under its path as name.
+    pub fn register_file(&mut self, path: &Path) -> Result<(), RenderFailure> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| RenderFailure {
+            where_: name.clone(),
+            what: format!("cannot read the template: {err}"),
+        })?;
+        self.registry
+            .register_template_string(&name, text)
+            .map_err(|err| template_failure(&name, &err))
+    }
+
+    /// Whether a template file was registered.
+    pub fn has_file(&self, path: &Path) -> bool {
+        self.registry.has_template(&path.display().to_string())
+    }
+
+    /// Renders a registered template file.
+    pub fn render_file(&self, path: &Path, data: &Value) -> Result<String, RenderFailure> {
+        let name = path.display().to_string();
+        self.registry
+            .render(&name, data)
+            .map_err(|err| render_failure(&name, &err))
+    }
+
+    /// Renders an inline template (a string of `role.yaml`); `where_` says
+    /// where it was written, for messages.
+    pub fn render_str(&self, where_: &str, text: &str, data: &Value) -> Result<String, RenderFailure> {
+        if !text.contains("{{") {
+            return Ok(text.to_owned());
+        }
+        self.registry
+            .render_template(text, data)
+            .map_err(|err| render_failure(where_, &err))
+    }
+}
+
+fn template_failure(name: &str, err: &TemplateError) -> RenderFailure {
+    let where_ = match err.pos() {
+        Some((line, col)) => format!("{name}:{line}:{col}"),
+        None => name.to_owned(),
+    };
+    RenderFailure {
+        where_,
+        what: format!("template syntax error: {}", err.reason()),
+    }
+}
+
+fn render_failure(name: &str, err: &RenderError) -> RenderFailure {
+    let where_ = match (err.line_no, err.column_no) {
+        (Some(line), Some(col)) => format!("{name}:{line}:{col}"),
+        _ => name.to_owned(),
+    };
+    let what = match err.reason() {
+        RenderErrorReason::MissingVariable(Some(var)) => format!(
+            "undefined variable `{var}`; set it in the inventory (vars), in the role's \
+             defaults, or with -e {var}=..."
+        ),
+        RenderErrorReason::MissingVariable(None) => {
+            "undefined variable; set it in the inventory or the role's defaults".to_owned()
+        }
+        other => other.to_string(),
+    };
+    RenderFailure { where_, what }
+}
+
+fn join(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let list = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("join", 0))?;
+    let sep = h.param(1).map(|p| p.value().render()).unwrap_or_else(|| ", ".into());
+    let Value::Array(items) = list.value() else {
+        return Err(RenderErrorReason::InvalidParamType("a list for join").into());
+    };
+    let text: Vec<String> = items.iter().map(|v| v.render()).collect();
+    out.write(&text.join(&sep))?;
+    Ok(())
+}
+
+fn default(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let fallback = h
+        .param(1)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("default", 1))?;
+    let value = h
+        .param(0)
+        .filter(|p| !p.is_value_missing() && !p.value().is_null())
+        .unwrap_or(fallback);
+    out.write(&value.value().render())?;
+    Ok(())
+}
+
+fn upper(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("upper", 0))?;
+    out.write(&value.value().render().to_uppercase())?;
+    Ok(())
+}
+
+fn lower(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("lower", 0))?;
+    out.write(&value.value().render().to_lowercase())?;
+    Ok(())
+}
+
+fn json(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+    out.write(&value.value().to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(text: &str, data: Value) -> Result<String, RenderFailure> {
+        Templates::new().render_str("roles/t/role.yaml:3", text, &data)
+    }
+
+    #[test]
+    fn renders_without_escaping() {
+        let out = render("{{a}} & {{b}}", json!({"a": "<x>", "b": "\"q\""})).unwrap();
+        assert_eq!(out, "<x> & \"q\"");
+    }
+
+    #[test]
+    fn an_undefined_variable_is_an_error_naming_it() {
+        let err = render("port {{ssh_port}}", json!({})).unwrap_err();
+        assert!(err.what.contains("`ssh_port`"), "{err}");
+        assert!(err.where_.starts_with("roles/t/role.yaml:3"), "{err}");
+    }
+
+    #[test]
+    fn undefined_variable_in_a_file_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sshd.conf.hbs");
+        std::fs::write(&path, "# managed\nPort {{ssh_port}}\n").unwrap();
+        let mut t = Templates::new();
+        t.register_file(&path).unwrap();
+        let err = t.render_file(&path, &json!({})).unwrap_err();
+        assert_eq!(err.where_, format!("{}:2:6", path.display()), "{err}");
+        assert!(err.what.contains("ssh_port"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.hbs");
+        std::fs::write(&path, "ok\n{{#if x}}\nno end\n").unwrap();
+        let err = Templates::new().register_file(&path).unwrap_err();
+        assert!(err.where_.starts_with(&path.display().to_string()), "{err}");
+        assert!(err.what.contains("syntax"), "{err}");
+    }
+
+    #[test]
+    fn helpers_join_default_eq_case_json() {
+        let data = json!({"admins": ["camille", "dominique"], "port": 22, "name": "Girofle"});
+        assert_eq!(render("{{join admins \",\"}}", data.clone()).unwrap(), "camille,dominique");
+        assert_eq!(render("{{default missing \"x\"}}", data.clone()).unwrap(), "x");
+        assert_eq!(render("{{default port 2222}}", data.clone()).unwrap(), "22");
+        assert_eq!(render("{{#if (eq port 22)}}std{{/if}}", data.clone()).unwrap(), "std");
+        assert_eq!(render("{{upper name}} {{lower name}}", data.clone()).unwrap(), "GIROFLE girofle");
+        assert_eq!(render("{{json admins}}", data).unwrap(), r#"["camille","dominique"]"#);
+    }
+}
