@@ -18,7 +18,10 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest.parent().expect("controller/ is in the workspace").to_owned();
+    let workspace = manifest
+        .parent()
+        .expect("controller/ is in the workspace")
+        .to_owned();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let dest = out.join("clou-agent");
 
@@ -27,7 +30,13 @@ fn main() {
         copy(Path::new(&prebuilt), &dest);
         return;
     }
-    for dir in ["agent/src", "agent/protocol/src", "agent/Cargo.toml", "agent/protocol/Cargo.toml", "Cargo.lock"] {
+    for dir in [
+        "agent/src",
+        "agent/protocol/src",
+        "agent/Cargo.toml",
+        "agent/protocol/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 
@@ -61,11 +70,18 @@ fn main() {
              or set CLOU_AGENT_BIN to a prebuilt static agent"
         );
     }
-    copy(&target_dir.join(TARGET).join("agent").join("clou-agent"), &dest);
+    copy(
+        &target_dir.join(TARGET).join("agent").join("clou-agent"),
+        &dest,
+    );
 }
 
 fn copy(from: &Path, to: &Path) {
     if let Err(err) = std::fs::copy(from, to) {
-        panic!("cannot copy the agent {} to {}: {err}", from.display(), to.display());
+        panic!(
+            "cannot copy the agent {} to {}: {err}",
+            from.display(),
+            to.display()
+        );
     }
 }

@@ -21,8 +21,82 @@ pub enum Command {
     /// The lab: a replica of the fleet on this machine, to rehearse changes.
     #[command(subcommand)]
     Lab(LabCommand),
-    /// Boots the lab replica of the fleet and shows every host answering.
+    /// Converges hosts to their roles: every host in parallel, one SSH
+    /// connection each.
+    Apply(ApplyArgs),
+    /// Lists hosts and groups, or shows one host's roles and merged vars
+    /// with where each value comes from.
+    Inventory(InventoryArgs),
+    /// Host keys.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+    /// Boots the lab replica of the fleet, applies the base role twice
+    /// (the second time changes nothing) and shows every host answering.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// Change nothing: report what would change.
+    #[arg(long)]
+    pub check: bool,
+    /// Show a unified diff of every file content change (never of secrets).
+    #[arg(long)]
+    pub diff: bool,
+    /// Only these hosts: comma-separated host names, group names or globs
+    /// (`mail*`); `!name` excludes.
+    #[arg(long, short = 'l')]
+    pub limit: Option<String>,
+    /// Only these roles (comma-separated), with what they depend on.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
+    /// Set a var, above every other level: -e key=value (value read as YAML).
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
+    pub extra: Vec<String>,
+    /// How many hosts to work on at once.
+    #[arg(long, default_value_t = 16)]
+    pub forks: usize,
+    /// One JSON object per event on stdout, instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Apply to the lab replica of the inventory instead of the real hosts.
+    #[arg(long = "in-lab")]
+    pub in_lab: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// Show this host's roles and vars.
+    pub host: Option<String>,
+    /// Set a var as `apply -e` would, to see its effect.
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Records a host's current key as trusted, after you checked its
+    /// fingerprint (on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).
+    Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// The inventory host.
+    pub host: String,
+    /// The fingerprint you checked (SHA256:...); the key is only recorded
+    /// when the host offers exactly this one.
+    #[arg(long)]
+    pub fingerprint: String,
+    /// Trust the key of the lab replica of the host.
+    #[arg(long = "in-lab")]
+    pub in_lab: bool,
 }
 
 /// Which inventory, and so which lab.

@@ -15,13 +15,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod agent_bin;
+pub mod apply;
 pub mod cli;
 pub mod demo;
+pub mod hosts;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
 pub mod process;
 pub mod role;
+pub mod ssh;
 pub mod template;
 pub mod vars;
 pub mod yaml;
@@ -37,6 +40,9 @@ use cli::{Cli, Command, LabCommand, LabSelect};
 use inventory::Inventory;
 use lab::Lab;
 
+/// clou's version, sent to agents in the hello.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Exit code when every host did what was asked.
 pub const EXIT_OK: u8 = 0;
 /// Exit code when at least one host failed or could not be reached.
@@ -50,6 +56,27 @@ pub fn run() -> anyhow::Result<ExitCode> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Lab(cmd) => run_lab(cmd),
+        Command::Apply(args) => {
+            let path = inventory_path(&args.select, args.in_lab)?;
+            let opts = apply::Options {
+                check: args.check,
+                diff: args.diff,
+                limit: args.limit,
+                roles: args.roles,
+                extra: args.extra,
+                forks: args.forks,
+                json: args.json,
+            };
+            apply::run(&path, &opts)
+        }
+        Command::Inventory(args) => {
+            let inventory = load_inventory(&args.select)?;
+            hosts::show_inventory(&inventory, args.host.as_deref(), &args.extra)
+        }
+        Command::Hosts(cli::HostsCommand::Trust(args)) => {
+            let path = inventory_path(&args.select, args.in_lab)?;
+            hosts::trust(&path, &args.host, &args.fingerprint)
+        }
         Command::Demo(args) => demo::run(&args.select),
     }
 }
@@ -76,6 +103,25 @@ pub fn select_lab(select: &LabSelect) -> anyhow::Result<Lab> {
         .clone()
         .unwrap_or_else(|| Lab::name_for(&select.inventory));
     Ok(Lab::new(&Lab::default_root(), &name)?)
+}
+
+/// The inventory file to use: the one given, or with `--in-lab` the
+/// overlay its lab wrote (same hosts at lab addresses, lab keys).
+pub fn inventory_path(select: &LabSelect, in_lab: bool) -> anyhow::Result<std::path::PathBuf> {
+    if !in_lab {
+        return Ok(select.inventory.clone());
+    }
+    let lab = select_lab(select)?;
+    let path = lab.inventory_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "lab {} has not been booted: {} does not exist\n  hint: run `clou lab up --inventory {}` first",
+            lab.name,
+            path.display(),
+            select.inventory.display()
+        );
+    }
+    Ok(path)
 }
 
 fn load_inventory(select: &LabSelect) -> anyhow::Result<Inventory> {

@@ -242,7 +242,11 @@ impl RoleBuilder<'_, '_> {
     fn list_for_each(&self, line: u64, spec: &Value) -> Result<Vec<Value>, PlanError> {
         let value = match spec {
             Value::String(name) => {
-                let name = name.trim().trim_start_matches("{{").trim_end_matches("}}").trim();
+                let name = name
+                    .trim()
+                    .trim_start_matches("{{")
+                    .trim_end_matches("}}")
+                    .trim();
                 lookup(self.context, name).cloned().ok_or_else(|| {
                     self.error(
                         line,
@@ -279,24 +283,42 @@ impl RoleBuilder<'_, '_> {
                 .into_iter()
                 .map(|n| match n {
                     Value::String(s) => Ok(s),
-                    other => Err(self.error(line, format!("notify: {} is not a handler name", short(&other)), None)),
+                    other => Err(self.error(
+                        line,
+                        format!("notify: {} is not a handler name", short(&other)),
+                        None,
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => {
-                return Err(self.error(line, format!("notify: {} is not a handler name", short(&other)), None));
+                return Err(self.error(
+                    line,
+                    format!("notify: {} is not a handler name", short(&other)),
+                    None,
+                ));
             }
         };
         let sensitive = match fields.remove("sensitive") {
             None => false,
             Some(Value::Bool(b)) => b,
             Some(other) => {
-                return Err(self.error(line, format!("sensitive: {} is not true or false", short(&other)), None));
+                return Err(self.error(
+                    line,
+                    format!("sensitive: {} is not true or false", short(&other)),
+                    None,
+                ));
             }
         };
         let explicit_id = match fields.remove("id") {
             None => None,
             Some(Value::String(id)) => Some(id),
-            Some(other) => return Err(self.error(line, format!("id: {} is not a string", short(&other)), None)),
+            Some(other) => {
+                return Err(self.error(
+                    line,
+                    format!("id: {} is not a string", short(&other)),
+                    None,
+                ));
+            }
         };
 
         let mut rendered = Map::new();
@@ -306,28 +328,33 @@ impl RoleBuilder<'_, '_> {
         if item.kind == "file" {
             self.file_content(line, &mut rendered, context)?;
         }
-        let resource: Resource =
-            serde_json::from_value(json!({ item.kind.clone(): Value::Object(rendered) })).map_err(
-                |err| {
-                    let text = err.to_string();
-                    if text.starts_with("unknown variant") {
-                        self.error(
-                            line,
-                            format!("unknown resource kind `{}`", item.kind),
-                            Some(
-                                "kinds are file, directory, symlink, line, package, service, user, \
+        let resource: Resource = serde_json::from_value(
+            json!({ item.kind.clone(): Value::Object(rendered) }),
+        )
+        .map_err(|err| {
+            let text = err.to_string();
+            if text.starts_with("unknown variant") {
+                self.error(
+                    line,
+                    format!("unknown resource kind `{}`", item.kind),
+                    Some(
+                        "kinds are file, directory, symlink, line, package, service, user, \
                                  group, command, archive",
-                            ),
-                        )
-                    } else {
-                        self.error(line, format!("{} resource: {text}", item.kind), None)
-                    }
-                },
-            )?;
+                    ),
+                )
+            } else {
+                self.error(line, format!("{} resource: {text}", item.kind), None)
+            }
+        })?;
         let id = match (handler, explicit_id) {
             (Some(name), _) => format!("{}/{name}", self.role.name),
             (None, Some(id)) => format!("{}/{id}", self.role.name),
-            (None, None) => format!("{}/{}:{}", self.role.name, resource.kind(), resource.subject()),
+            (None, None) => format!(
+                "{}/{}:{}",
+                self.role.name,
+                resource.kind(),
+                resource.subject()
+            ),
         };
         let notify = notify
             .into_iter()
@@ -344,7 +371,8 @@ impl RoleBuilder<'_, '_> {
     /// `role/name` of a handler of this role or of an earlier one.
     fn handler_id(&self, line: u64, name: &str) -> Result<String, PlanError> {
         let roles = self.planner.roles;
-        let own = std::iter::once(self.role.name.as_str()).chain(self.earlier.iter().rev().map(String::as_str));
+        let own = std::iter::once(self.role.name.as_str())
+            .chain(self.earlier.iter().rev().map(String::as_str));
         for role in own {
             if roles.roles[role].handlers.iter().any(|(n, _)| n == name) {
                 return Ok(format!("{role}/{name}"));
@@ -353,7 +381,10 @@ impl RoleBuilder<'_, '_> {
         let known: Vec<&str> = self.role.handlers.iter().map(|(n, _)| n.as_str()).collect();
         Err(self.error(
             line,
-            format!("notify: no handler {name:?} in role {} or the roles before it", self.role.name),
+            format!(
+                "notify: no handler {name:?} in role {} or the roles before it",
+                self.role.name
+            ),
             Some(&if known.is_empty() {
                 "declare it under `handlers:` in role.yaml".to_owned()
             } else {
@@ -362,7 +393,13 @@ impl RoleBuilder<'_, '_> {
         ))
     }
 
-    fn render_str(&self, line: u64, field: &str, text: &str, context: &Value) -> Result<String, PlanError> {
+    fn render_str(
+        &self,
+        line: u64,
+        field: &str,
+        text: &str,
+        context: &Value,
+    ) -> Result<String, PlanError> {
         let where_ = format!("{} ({field})", self.role.at(line));
         self.planner
             .templates
@@ -376,7 +413,13 @@ impl RoleBuilder<'_, '_> {
     }
 
     /// Renders every string in a field's value.
-    fn render_value(&self, line: u64, field: &str, value: Value, context: &Value) -> Result<Value, PlanError> {
+    fn render_value(
+        &self,
+        line: u64,
+        field: &str,
+        value: Value,
+        context: &Value,
+    ) -> Result<Value, PlanError> {
         Ok(match value {
             Value::String(text) => {
                 if let Some(path) = whole_expression(&text) {
@@ -415,7 +458,12 @@ impl RoleBuilder<'_, '_> {
     }
 
     /// Turns `content:` / `template:` / `source:` into the agent's content.
-    fn file_content(&self, line: u64, fields: &mut Map<String, Value>, context: &Value) -> Result<(), PlanError> {
+    fn file_content(
+        &self,
+        line: u64,
+        fields: &mut Map<String, Value>,
+        context: &Value,
+    ) -> Result<(), PlanError> {
         let given: Vec<&str> = ["content", "template", "source"]
             .into_iter()
             .filter(|k| fields.contains_key(*k))
@@ -423,7 +471,10 @@ impl RoleBuilder<'_, '_> {
         if given.len() > 1 {
             return Err(self.error(
                 line,
-                format!("a file takes one of content, template or source, not {}", given.join(" and ")),
+                format!(
+                    "a file takes one of content, template or source, not {}",
+                    given.join(" and ")
+                ),
                 None,
             ));
         }
@@ -437,12 +488,16 @@ impl RoleBuilder<'_, '_> {
                     Some("templates live in the role's templates/ directory"),
                 ));
             }
-            let text = self.planner.templates.render_file(&path, context).map_err(|f| PlanError {
-                where_: f.where_,
-                host: self.host.name.clone(),
-                what: f.what,
-                hint: Some(format!("used by {}", self.role.at(line))),
-            })?;
+            let text = self
+                .planner
+                .templates
+                .render_file(&path, context)
+                .map_err(|f| PlanError {
+                    where_: f.where_,
+                    host: self.host.name.clone(),
+                    what: f.what,
+                    hint: Some(format!("used by {}", self.role.at(line))),
+                })?;
             json!({ "text": text })
         } else if let Some(value) = fields.remove("source") {
             let name = self.relative_name(line, "source", &value)?;
@@ -455,7 +510,10 @@ impl RoleBuilder<'_, '_> {
             if escapes {
                 return Err(self.error(
                     line,
-                    format!("source {name:?} leads outside {} (through a symbolic link)", files.display()),
+                    format!(
+                        "source {name:?} leads outside {} (through a symbolic link)",
+                        files.display()
+                    ),
                     Some("a role only ships files from its own files/ directory"),
                 ));
             }
@@ -468,7 +526,9 @@ impl RoleBuilder<'_, '_> {
             })?;
             match String::from_utf8(bytes) {
                 Ok(text) => json!({ "text": text }),
-                Err(err) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(err.into_bytes()) }),
+                Err(err) => {
+                    json!({ "base64": base64::engine::general_purpose::STANDARD.encode(err.into_bytes()) })
+                }
             }
         } else if let Some(value) = fields.remove("content") {
             match value {
@@ -485,7 +545,11 @@ impl RoleBuilder<'_, '_> {
     /// A `template:`/`source:` value: a relative path that stays inside.
     fn relative_name(&self, line: u64, field: &str, value: &Value) -> Result<PathBuf, PlanError> {
         let Value::String(name) = value else {
-            return Err(self.error(line, format!("{field}: {} is not a file name", short(value)), None));
+            return Err(self.error(
+                line,
+                format!("{field}: {} is not a file name", short(value)),
+                None,
+            ));
         };
         let path = Path::new(name);
         let inside = !name.is_empty()
@@ -493,7 +557,11 @@ impl RoleBuilder<'_, '_> {
                 .components()
                 .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !inside {
-            let dir = if field == "template" { "templates" } else { "files" };
+            let dir = if field == "template" {
+                "templates"
+            } else {
+                "files"
+            };
             return Err(self.error(
                 line,
                 format!("{field} {name:?} escapes the role directory"),

@@ -190,7 +190,10 @@ impl Roles {
                 let first = &roles.roles[&path[pos]];
                 return Err(RoleError::Invalid {
                     where_: first.file().display().to_string(),
-                    what: format!("roles depend on each other in a cycle: {}", cycle.join(" -> ")),
+                    what: format!(
+                        "roles depend on each other in a cycle: {}",
+                        cycle.join(" -> ")
+                    ),
                     hint: "remove one of these `depends:` entries".into(),
                 });
             }
@@ -236,11 +239,16 @@ fn load_role(name: &str, dir: &Path) -> Result<Role, RoleError> {
                 } else {
                     format!(
                         "this resource names several kinds: {}",
-                        kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                        kinds
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 },
-                hint: "write one kind per list item, e.g. `- file: {path: /etc/motd, content: hello}`"
-                    .into(),
+                hint:
+                    "write one kind per list item, e.g. `- file: {path: /etc/motd, content: hello}`"
+                        .into(),
             });
         };
         let kind = (*kind).clone();
@@ -319,7 +327,9 @@ mod tests {
         write_role(dir.path(), "web", "depends: [base]\n");
         write_role(dir.path(), "wiki", "depends: [web, base]\n");
         let roles = Roles::load(&[dir.path().to_owned()]).unwrap();
-        let order = roles.expand(&["wiki".into(), "base".into()], "test").unwrap();
+        let order = roles
+            .expand(&["wiki".into(), "base".into()], "test")
+            .unwrap();
         assert_eq!(order, ["base", "web", "wiki"]);
     }
 
@@ -328,7 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_role(dir.path(), "a", "depends: [b]\n");
         write_role(dir.path(), "b", "depends: [a]\n");
-        let err = Roles::load(&[dir.path().to_owned()]).unwrap_err().to_string();
+        let err = Roles::load(&[dir.path().to_owned()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a -> b -> a"), "{err}");
         assert!(err.contains("a/role.yaml"), "{err}");
     }
@@ -338,7 +350,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_role(dir.path(), "base", "{}\n");
         let roles = Roles::load(&[dir.path().to_owned()]).unwrap();
-        let err = roles.expand(&["bsae".into()], "host web").unwrap_err().to_string();
+        let err = roles
+            .expand(&["bsae".into()], "host web")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("host web: unknown role \"bsae\""), "{err}");
         assert!(err.contains("base"), "{err}");
     }
@@ -347,7 +362,9 @@ mod tests {
     fn an_unknown_top_level_field_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
         write_role(dir.path(), "base", "description: x\nresource: []\n");
-        let err = Roles::load(&[dir.path().to_owned()]).unwrap_err().to_string();
+        let err = Roles::load(&[dir.path().to_owned()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("base/role.yaml:2:"), "{err}");
     }
 
@@ -355,7 +372,9 @@ mod tests {
     fn malformed_yaml_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
         write_role(dir.path(), "base", "resources:\n  - file: {path: /x\n");
-        let err = Roles::load(&[dir.path().to_owned()]).unwrap_err().to_string();
+        let err = Roles::load(&[dir.path().to_owned()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("base/role.yaml:"), "{err}");
     }
 }

@@ -83,7 +83,12 @@ impl Templates {
 
     /// Renders an inline template (a string of `role.yaml`); `where_` says
     /// where it was written, for messages.
-    pub fn render_str(&self, where_: &str, text: &str, data: &Value) -> Result<String, RenderFailure> {
+    pub fn render_str(
+        &self,
+        where_: &str,
+        text: &str,
+        data: &Value,
+    ) -> Result<String, RenderFailure> {
         if !text.contains("{{") {
             return Ok(text.to_owned());
         }
@@ -132,7 +137,10 @@ fn join(
     let list = h
         .param(0)
         .ok_or(RenderErrorReason::ParamNotFoundForIndex("join", 0))?;
-    let sep = h.param(1).map(|p| p.value().render()).unwrap_or_else(|| ", ".into());
+    let sep = h
+        .param(1)
+        .map(|p| p.value().render())
+        .unwrap_or_else(|| ", ".into());
     let Value::Array(items) = list.value() else {
         return Err(RenderErrorReason::InvalidParamType("a list for join").into());
     };
@@ -248,11 +256,26 @@ mod tests {
     #[test]
     fn helpers_join_default_eq_case_json() {
         let data = json!({"admins": ["camille", "dominique"], "port": 22, "name": "Girofle"});
-        assert_eq!(render("{{join admins \",\"}}", data.clone()).unwrap(), "camille,dominique");
-        assert_eq!(render("{{default missing \"x\"}}", data.clone()).unwrap(), "x");
+        assert_eq!(
+            render("{{join admins \",\"}}", data.clone()).unwrap(),
+            "camille,dominique"
+        );
+        assert_eq!(
+            render("{{default missing \"x\"}}", data.clone()).unwrap(),
+            "x"
+        );
         assert_eq!(render("{{default port 2222}}", data.clone()).unwrap(), "22");
-        assert_eq!(render("{{#if (eq port 22)}}std{{/if}}", data.clone()).unwrap(), "std");
-        assert_eq!(render("{{upper name}} {{lower name}}", data.clone()).unwrap(), "GIROFLE girofle");
-        assert_eq!(render("{{json admins}}", data).unwrap(), r#"["camille","dominique"]"#);
+        assert_eq!(
+            render("{{#if (eq port 22)}}std{{/if}}", data.clone()).unwrap(),
+            "std"
+        );
+        assert_eq!(
+            render("{{upper name}} {{lower name}}", data.clone()).unwrap(),
+            "GIROFLE girofle"
+        );
+        assert_eq!(
+            render("{{json admins}}", data).unwrap(),
+            r#"["camille","dominique"]"#
+        );
     }
 }

@@ -217,8 +217,11 @@ hosts:
     #[test]
     fn precedence_is_defaults_inventory_parent_child_host_command_line() {
         let inv = inventory();
-        let defaults: BTreeMap<String, Value> =
-            [("level".into(), json!("default")), ("only_default".into(), json!(1))].into();
+        let defaults: BTreeMap<String, Value> = [
+            ("level".into(), json!("default")),
+            ("only_default".into(), json!(1)),
+        ]
+        .into();
         let defaults = [("base".to_owned(), &defaults)];
         let web = inv.host("web").unwrap();
         let db = inv.host("db").unwrap();
@@ -230,7 +233,10 @@ hosts:
         let vars = merge(&inv, web, &[], &defaults, &none);
         assert_eq!(value(&vars, "level"), (json!("apps"), "group apps".into()));
         assert_eq!(value(&vars, "only_fleet"), (json!(1), "group fleet".into()));
-        assert_eq!(value(&vars, "only_inv"), (json!(1), "inventory vars".into()));
+        assert_eq!(
+            value(&vars, "only_inv"),
+            (json!(1), "inventory vars".into())
+        );
         assert_eq!(
             value(&vars, "only_default"),
             (json!(1), "role base defaults".into())
@@ -265,8 +271,16 @@ hosts:
         assert_eq!(extra["admins"], json!(["camille", "dominique"]));
         assert_eq!(extra["motd"], json!("Bonjour: les Racines"));
         assert_eq!(extra["empty"], json!(""));
-        assert!(parse_extra(&["novalue".into()]).unwrap_err().contains("KEY=VALUE"));
-        assert!(parse_extra(&["host=x".into()]).unwrap_err().contains("reserved"));
+        assert!(
+            parse_extra(&["novalue".into()])
+                .unwrap_err()
+                .contains("KEY=VALUE")
+        );
+        assert!(
+            parse_extra(&["host=x".into()])
+                .unwrap_err()
+                .contains("reserved")
+        );
     }
 
     #[test]

@@ -81,9 +81,7 @@ where
             let mut out: Vec<(String, T)> = Vec::new();
             while let Some((key, value)) = map.next_entry::<String, T>()? {
                 if out.iter().any(|(k, _)| *k == key) {
-                    return Err(serde::de::Error::custom(format!(
-                        "{key:?} is listed twice"
-                    )));
+                    return Err(serde::de::Error::custom(format!("{key:?} is listed twice")));
                 }
                 out.push((key, value));
             }

@@ -270,7 +270,15 @@ impl Lab {
         // Built once here: the per-release repositories share them.
         labdeb::build_all(&self.repo_dir().join("pool/lab"))?;
         let work = self.dir().join("work");
-        let packages = inventory.lab.packages.clone();
+        // What the roles install must be installable in the lab too.
+        let mut packages = inventory.lab.packages.clone();
+        if let Ok(roles) = crate::role::Roles::load(&inventory.roles_path) {
+            for name in crate::plan::declared_packages(&roles) {
+                if !packages.contains(&name) && !name.starts_with("clou-lab-") {
+                    packages.push(name);
+                }
+            }
+        }
         parallel(images.iter().collect(), |(release, image)| {
             repo::ensure(&self.repo_dir(), &work, release, image, &mirror, &packages)
         })?;

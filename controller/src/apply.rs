@@ -1,0 +1,715 @@
+//! `clou apply`: every host converged in parallel, one connection each.
+//!
+//! 1. Load the inventory and roles and build every selected host's plan.
+//!    Any error stops here: no host has been contacted.
+//! 2. For each host (at most `--forks` at a time): connect, run the agent
+//!    (uploading it first when the host lacks this exact build), send the
+//!    plan, and stream the agent's reports back.
+//! 3. Show progress on stderr, a summary table on stdout (or one JSON
+//!    object per event with `--json`), and exit 0 only when every host
+//!    converged.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clou_protocol::{Hello, Message, Plan, Report, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::agent_bin;
+use crate::inventory::{Host, Inventory};
+use crate::plan::Planner;
+use crate::role::Roles;
+use crate::ssh::{self, Event, Target, config::SshConfig, known_hosts::HostKeys};
+
+/// What `clou apply` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub check: bool,
+    pub diff: bool,
+    pub limit: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub extra: Vec<String>,
+    pub forks: usize,
+    pub json: bool,
+}
+
+/// How one host ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSummary {
+    pub host: String,
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    /// Why the host could not be reached or the plan not run.
+    pub unreachable: Option<String>,
+    /// The agent refused the plan (lock held...).
+    pub refused: Option<String>,
+    pub warnings: Vec<String>,
+    pub millis: u64,
+}
+
+impl HostSummary {
+    /// Converged: reached, and nothing failed.
+    pub fn converged(&self) -> bool {
+        self.unreachable.is_none()
+            && self.refused.is_none()
+            && self.failed == 0
+            && self.skipped == 0
+    }
+}
+
+/// Messages from host tasks to the display.
+#[derive(Debug)]
+enum Update {
+    Started { host: String, total: usize },
+    Report { host: String, report: Report },
+    Log { host: String, line: String },
+    Uploading { host: String },
+    Finished(HostSummary),
+}
+
+/// Runs `clou apply`.
+pub fn run(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result<ExitCode> {
+    let inventory = Inventory::load(inventory_path).with_context(|| {
+        format!(
+            "cannot use the inventory {}\n  hint: pass --inventory FILE, or run clou from the repository root",
+            inventory_path.display()
+        )
+    })?;
+    let (hosts, plans) = prepare(&inventory, opts)?;
+    let summaries = execute(&inventory, hosts, plans, opts)?;
+    let all_ok = summaries.iter().all(HostSummary::converged);
+    Ok(if all_ok {
+        ExitCode::from(crate::EXIT_OK)
+    } else {
+        ExitCode::from(crate::EXIT_HOSTS_FAILED)
+    })
+}
+
+/// Builds every selected host's plan, or explains every error at once.
+pub fn prepare(inventory: &Inventory, opts: &Options) -> anyhow::Result<(Vec<Host>, Vec<Plan>)> {
+    crate::vars::check_reserved(inventory).map_err(anyhow::Error::msg)?;
+    let roles = Roles::load(&inventory.roles_path)?;
+    let extra = crate::vars::parse_extra(&opts.extra).map_err(anyhow::Error::msg)?;
+    let hosts = select_hosts(inventory, opts.limit.as_deref())?;
+    let planner = Planner::new(inventory, &roles)?;
+    let run_id = run_id();
+    let admin = admin();
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for host in &hosts {
+        match planner.plan(host, &extra, opts.roles.as_deref()) {
+            Ok(roles) => plans.push(Plan {
+                run_id: run_id.clone(),
+                admin: admin.clone(),
+                check: opts.check,
+                diff: opts.diff,
+                roles,
+            }),
+            Err(err) => {
+                let text = err.to_string();
+                if !errors.contains(&text) {
+                    errors.push(text);
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{}\nnothing was changed: no host was contacted",
+            errors.join("\n")
+        );
+    }
+    Ok((hosts, plans))
+}
+
+/// The hosts a `--limit` pattern selects, in inventory order:
+/// comma-separated host names, group names or `*` globs; `!term` removes.
+pub fn select_hosts(inventory: &Inventory, pattern: Option<&str>) -> anyhow::Result<Vec<Host>> {
+    let Some(pattern) = pattern else {
+        return Ok(inventory.hosts.clone());
+    };
+    let mut keep = std::collections::BTreeSet::new();
+    let mut drop = std::collections::BTreeSet::new();
+    let mut any_positive = false;
+    for term in pattern.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (negated, name) = match term.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, term),
+        };
+        let matched: Vec<String> = if inventory.groups.contains_key(name) {
+            inventory.group_hosts(name).into_iter().collect()
+        } else {
+            inventory
+                .hosts
+                .iter()
+                .filter(|h| glob(name, &h.name))
+                .map(|h| h.name.clone())
+                .collect()
+        };
+        if matched.is_empty() {
+            anyhow::bail!(
+                "--limit: {name:?} is no host or group of {}\n  hint: hosts are {}; groups are {}",
+                inventory.path.display(),
+                inventory
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                inventory
+                    .groups
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if negated {
+            drop.extend(matched);
+        } else {
+            any_positive = true;
+            keep.extend(matched);
+        }
+    }
+    let hosts: Vec<Host> = inventory
+        .hosts
+        .iter()
+        .filter(|h| (!any_positive || keep.contains(&h.name)) && !drop.contains(&h.name))
+        .cloned()
+        .collect();
+    if hosts.is_empty() {
+        anyhow::bail!("--limit {pattern:?} selects no host");
+    }
+    Ok(hosts)
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, rest)) => {
+            text.starts_with(prefix)
+                && (0..=text.len() - prefix.len()).any(|i| {
+                    text.is_char_boundary(prefix.len() + i) && glob(rest, &text[prefix.len() + i..])
+                })
+        }
+    }
+}
+
+/// Connects to every host and runs its plan; returns one summary per host.
+pub fn execute(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    plans: Vec<Plan>,
+    opts: &Options,
+) -> anyhow::Result<Vec<HostSummary>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let keys = Arc::new(HostKeys::for_inventory(inventory));
+    let ssh_config = SshConfig::load_default();
+    let targets: Vec<Target> = hosts
+        .iter()
+        .map(|h| Target::for_host(inventory, h, &ssh_config))
+        .collect();
+    let forks = opts.forks.max(1);
+    let started = Instant::now();
+    let summaries = runtime.block_on(async {
+        let (tx, rx) = mpsc::channel::<Update>(1024);
+        let gate = Arc::new(Semaphore::new(forks));
+        for (target, plan) in targets.into_iter().zip(plans) {
+            let tx = tx.clone();
+            let keys = keys.clone();
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = gate.acquire_owned().await else {
+                    return;
+                };
+                let summary = converge_host(&target, keys, plan, &tx).await;
+                let _ = tx.send(Update::Finished(summary)).await;
+            });
+        }
+        drop(tx);
+        display(rx, &hosts, opts).await
+    });
+    if !opts.json {
+        print_table(&summaries, started.elapsed(), opts.check);
+    }
+    Ok(summaries)
+}
+
+/// The shell script that checks the agent by hash and runs it; exit 97
+/// says "upload it first". Only constants and a hex digest go in it.
+fn run_script() -> String {
+    let sha = agent_bin::sha256();
+    let path = agent_bin::remote_path();
+    format!(
+        "f={path}; if [ -x \"$f\" ] && echo \"{sha}  $f\" | sha256sum --check --status 2>/dev/null; \
+         then exec \"$f\" serve; fi; echo 'clou: no valid agent {sha}' >&2; exit 97"
+    )
+}
+
+/// The script that receives the agent on stdin, checks its hash and puts
+/// it in place atomically.
+fn upload_script() -> String {
+    let sha = agent_bin::sha256();
+    let dir = agent_bin::clou_agent_state_dir();
+    let path = agent_bin::remote_path();
+    format!(
+        "set -e; umask 077; mkdir -p {dir}; chmod 700 {dir}; t=$(mktemp {dir}/.upload.XXXXXX); \
+         trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; \
+         echo \"{sha}  $t\" | sha256sum --check --status || {{ echo 'clou: the uploaded agent is corrupt' >&2; exit 1; }}; \
+         chmod 700 \"$t\"; mv -f \"$t\" {path}; trap - EXIT"
+    )
+}
+
+const AGENT_MISSING: u32 = 97;
+
+async fn converge_host(
+    target: &Target,
+    keys: Arc<HostKeys>,
+    plan: Plan,
+    tx: &mpsc::Sender<Update>,
+) -> HostSummary {
+    let started = Instant::now();
+    let mut summary = HostSummary {
+        host: target.name.clone(),
+        ..HostSummary::default()
+    };
+    let total = plan.roles.iter().map(|r| r.resources.len()).sum();
+    let _ = tx
+        .send(Update::Started {
+            host: target.name.clone(),
+            total,
+        })
+        .await;
+    let session = match ssh::connect(target, keys).await {
+        Ok(session) => session,
+        Err(err) => {
+            summary.unreachable = Some(err.to_string());
+            summary.millis = started.elapsed().as_millis() as u64;
+            return summary;
+        }
+    };
+    if let Err(err) = run_agent(&session, target, &plan, tx, &mut summary).await {
+        summary.unreachable = Some(format!("{err:#}"));
+    }
+    session.close().await;
+    summary.millis = started.elapsed().as_millis() as u64;
+    summary
+}
+
+async fn run_agent(
+    session: &ssh::Session,
+    target: &Target,
+    plan: &Plan,
+    tx: &mpsc::Sender<Update>,
+    summary: &mut HostSummary,
+) -> anyhow::Result<()> {
+    let host = target.name.clone();
+    let hello = line(&Message::Hello(Hello::current(crate::VERSION)))?;
+    for attempt in 0..2 {
+        let mut exec = session.exec(&ssh::as_root(target, &run_script())).await?;
+        exec.send(hello.clone()).await;
+        let mut stderr_tail: Vec<String> = Vec::new();
+        let mut said_hello = false;
+        let mut finished = false;
+        while let Some(event) = exec.events.recv().await {
+            match event {
+                Event::Stderr(text) => {
+                    let _ = tx
+                        .send(Update::Log {
+                            host: host.clone(),
+                            line: text.clone(),
+                        })
+                        .await;
+                    stderr_tail.push(text);
+                    if stderr_tail.len() > 8 {
+                        stderr_tail.remove(0);
+                    }
+                }
+                Event::Stdout(text) => {
+                    let message: Message = serde_json::from_str(&text).with_context(|| {
+                        format!(
+                            "the agent on {host} sent something that is not a message: {text:?}"
+                        )
+                    })?;
+                    match message {
+                        Message::Hello(theirs) if !said_hello => {
+                            if theirs.protocol != clou_protocol::PROTOCOL_VERSION {
+                                anyhow::bail!(
+                                    "the agent on {host} speaks protocol {}, clou speaks {}",
+                                    theirs.protocol,
+                                    clou_protocol::PROTOCOL_VERSION
+                                );
+                            }
+                            said_hello = true;
+                            exec.send(line(&Message::Plan(plan.clone()))?).await;
+                            exec.close().await;
+                        }
+                        Message::Report(report) => {
+                            match report.status {
+                                Status::Ok => summary.ok += 1,
+                                Status::Changed => summary.changed += 1,
+                                Status::Failed => summary.failed += 1,
+                                Status::Skipped => summary.skipped += 1,
+                            }
+                            let _ = tx
+                                .send(Update::Report {
+                                    host: host.clone(),
+                                    report,
+                                })
+                                .await;
+                        }
+                        Message::Done(done) => {
+                            summary.warnings = done.warnings;
+                            finished = true;
+                        }
+                        Message::Refused(refused) => {
+                            summary.refused = Some(refused.reason);
+                            finished = true;
+                        }
+                        other => anyhow::bail!("the agent on {host} sent an unexpected {other:?}"),
+                    }
+                }
+                Event::Exit(code) => {
+                    if finished {
+                        return Ok(());
+                    }
+                    if code == Some(AGENT_MISSING) && !said_hello && attempt == 0 {
+                        let _ = tx.send(Update::Uploading { host: host.clone() }).await;
+                        upload(session, target).await?;
+                        break;
+                    }
+                    anyhow::bail!(
+                        "the agent on {host} stopped before finishing (exit {}){}",
+                        code.map(|c| c.to_string())
+                            .unwrap_or_else(|| "unknown".into()),
+                        if stderr_tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(":\n    {}", stderr_tail.join("\n    "))
+                        }
+                    );
+                }
+            }
+        }
+        if finished {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the agent on {host} could not be started after uploading it")
+}
+
+async fn upload(session: &ssh::Session, target: &Target) -> anyhow::Result<()> {
+    let mut exec = session
+        .exec(&ssh::as_root(target, &upload_script()))
+        .await?;
+    for chunk in agent_bin::BYTES.chunks(32 * 1024) {
+        if !exec.send(chunk.to_vec()).await {
+            break;
+        }
+    }
+    exec.close().await;
+    let mut errors = Vec::new();
+    while let Some(event) = exec.events.recv().await {
+        match event {
+            Event::Stderr(text) | Event::Stdout(text) => errors.push(text),
+            Event::Exit(Some(0)) => return Ok(()),
+            Event::Exit(code) => {
+                anyhow::bail!(
+                    "uploading the agent to {} failed (exit {code:?}): {}{}",
+                    target.name,
+                    errors.join(" "),
+                    if target.sudo {
+                        "\n  hint: the SSH user needs passwordless sudo (sudo -n)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    anyhow::bail!(
+        "the connection to {} closed during the agent upload",
+        target.name
+    )
+}
+
+fn line(message: &Message) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(message)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Shows progress and changes as they come; returns the summaries in
+/// inventory order.
+async fn display(
+    mut rx: mpsc::Receiver<Update>,
+    hosts: &[Host],
+    opts: &Options,
+) -> Vec<HostSummary> {
+    let multi = MultiProgress::with_draw_target(if opts.json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let style = ProgressStyle::with_template("{spinner} {prefix:<16} {pos:>3}/{len:<3} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(8);
+    let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
+    let mut done: BTreeMap<String, HostSummary> = BTreeMap::new();
+    let verbose = tracing::enabled!(tracing::Level::INFO);
+    let emit = |value: serde_json::Value| println!("{value}");
+    while let Some(update) = rx.recv().await {
+        match update {
+            Update::Started { host, total } => {
+                let bar = multi.add(ProgressBar::new(total as u64));
+                bar.set_style(style.clone());
+                bar.set_prefix(host.clone());
+                bar.set_message("connecting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(host, bar);
+            }
+            Update::Uploading { host } => {
+                if let Some(bar) = bars.get(&host) {
+                    bar.set_message(format!(
+                        "uploading the agent ({} KiB)",
+                        agent_bin::BYTES.len() / 1024
+                    ));
+                }
+                if opts.json {
+                    emit(json!({"event": "upload", "host": host, "sha256": agent_bin::sha256()}));
+                }
+            }
+            Update::Log { host, line } => {
+                if verbose && !opts.json {
+                    let _ = multi.println(format!("{host:<width$}  | {line}"));
+                }
+                tracing::debug!(host = %host, "agent: {line}");
+            }
+            Update::Report { host, report } => {
+                if let Some(bar) = bars.get(&host)
+                    && !report.handler
+                {
+                    bar.inc(1);
+                    bar.set_message(report.id.clone());
+                }
+                if opts.json {
+                    let mut value = serde_json::to_value(&report).unwrap_or_default();
+                    if let Some(map) = value.as_object_mut() {
+                        map.insert("event".into(), json!("resource"));
+                        map.insert("host".into(), json!(host));
+                    }
+                    emit(value);
+                } else if report.status != Status::Ok {
+                    let _ = multi.println(describe(&host, width, &report, opts));
+                }
+            }
+            Update::Finished(summary) => {
+                if let Some(bar) = bars.remove(&summary.host) {
+                    bar.finish_and_clear();
+                }
+                if opts.json {
+                    emit(json!({
+                        "event": "host",
+                        "host": summary.host,
+                        "ok": summary.ok,
+                        "changed": summary.changed,
+                        "failed": summary.failed,
+                        "skipped": summary.skipped,
+                        "unreachable": summary.unreachable,
+                        "refused": summary.refused,
+                        "warnings": summary.warnings,
+                        "millis": summary.millis,
+                        "converged": summary.converged(),
+                    }));
+                } else {
+                    if let Some(why) = &summary.unreachable {
+                        let _ =
+                            multi.println(format!("{:<width$}  UNREACHABLE  {why}", summary.host));
+                    }
+                    if let Some(why) = &summary.refused {
+                        let _ = multi.println(format!("{:<width$}  REFUSED  {why}", summary.host));
+                    }
+                    for warning in &summary.warnings {
+                        let _ =
+                            multi.println(format!("{:<width$}  warning: {warning}", summary.host));
+                    }
+                }
+                done.insert(summary.host.clone(), summary);
+            }
+        }
+    }
+    let summaries: Vec<HostSummary> = hosts
+        .iter()
+        .map(|h| {
+            done.remove(&h.name).unwrap_or_else(|| HostSummary {
+                host: h.name.clone(),
+                unreachable: Some("the host's task ended without a result".into()),
+                ..HostSummary::default()
+            })
+        })
+        .collect();
+    if opts.json {
+        let converged = summaries.iter().filter(|s| s.converged()).count();
+        emit(json!({
+            "event": "summary",
+            "hosts": summaries.len(),
+            "converged": converged,
+            "changed": summaries.iter().map(|s| s.changed).sum::<u32>(),
+            "check": opts.check,
+        }));
+    }
+    summaries
+}
+
+/// A changed, failed or skipped resource, as shown on stderr.
+fn describe(host: &str, width: usize, report: &Report, opts: &Options) -> String {
+    let status = match (report.status, opts.check) {
+        (Status::Changed, true) => "would change",
+        (Status::Changed, false) => "changed",
+        (Status::Failed, _) => "FAILED",
+        (Status::Skipped, _) => "skipped",
+        (Status::Ok, _) => "ok",
+    };
+    let what = if report.handler {
+        format!("handler {}", report.id)
+    } else {
+        report.id.clone()
+    };
+    let mut text = format!("{host:<width$}  {status}  {what}");
+    for change in &report.changes {
+        text.push_str(&format!("\n{:width$}    - {change}", ""));
+    }
+    if let Some(error) = &report.error {
+        for line in error.lines() {
+            text.push_str(&format!("\n{:width$}    ! {line}", ""));
+        }
+    }
+    if let Some(diff) = &report.diff {
+        for line in diff.lines() {
+            text.push_str(&format!("\n{:width$}    {line}", ""));
+        }
+    }
+    text
+}
+
+fn print_table(summaries: &[HostSummary], elapsed: Duration, check: bool) {
+    let width = summaries
+        .iter()
+        .map(|s| s.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:>4}  {:>7}  {:>6}  {:>7}  {:<11}  {:>6}",
+        "HOST", "OK", "CHANGED", "FAILED", "SKIPPED", "UNREACHABLE", "TIME"
+    );
+    for s in summaries {
+        let unreachable = if s.unreachable.is_some() {
+            "yes"
+        } else if s.refused.is_some() {
+            "refused"
+        } else {
+            "-"
+        };
+        println!(
+            "{:<width$}  {:>4}  {:>7}  {:>6}  {:>7}  {:<11}  {:>5.1}s",
+            s.host,
+            s.ok,
+            s.changed,
+            s.failed,
+            s.skipped,
+            unreachable,
+            s.millis as f64 / 1000.0
+        );
+    }
+    let converged = summaries.iter().filter(|s| s.converged()).count();
+    let changed: u32 = summaries.iter().map(|s| s.changed).sum();
+    let verb = if check { "would change" } else { "changed" };
+    println!(
+        "{converged}/{} hosts converged, {changed} resources {verb}, in {:.1}s{}",
+        summaries.len(),
+        elapsed.as_secs_f64(),
+        if check {
+            " (check mode: nothing was changed)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// `1795615387-1a2b` (Unix time, pid): sortable, and unique enough for
+/// one admin's runs.
+fn run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs}-{:04x}", std::process::id() & 0xffff)
+}
+
+/// `user@machine` of whoever runs clou (the sudo caller when there is one).
+pub fn admin() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{machine}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory() -> Inventory {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/girofle.yaml");
+        Inventory::load(&path).unwrap()
+    }
+
+    fn names(hosts: &[Host]) -> Vec<&str> {
+        hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    #[test]
+    fn limit_takes_hosts_groups_globs_and_exclusions() {
+        let inv = inventory();
+        assert_eq!(names(&select_hosts(&inv, Some("web")).unwrap()), ["web"]);
+        assert_eq!(
+            names(&select_hosts(&inv, Some("mail-servers")).unwrap()),
+            ["mail-exit", "mail"]
+        );
+        assert_eq!(
+            names(&select_hosts(&inv, Some("mail*")).unwrap()),
+            ["mail-exit", "mail"]
+        );
+        assert_eq!(
+            names(&select_hosts(&inv, Some("fleet,!apps,!backup")).unwrap()),
+            ["mail-exit", "mail", "test"]
+        );
+        assert_eq!(select_hosts(&inv, Some("!web")).unwrap().len(), 7);
+        let err = select_hosts(&inv, Some("wbe")).unwrap_err().to_string();
+        assert!(err.contains("\"wbe\" is no host or group"), "{err}");
+    }
+
+    #[test]
+    fn scripts_carry_only_constants_and_the_digest() {
+        let run = run_script();
+        assert!(run.contains(agent_bin::sha256()));
+        assert!(run.contains("exit 97"));
+        let upload = upload_script();
+        assert!(upload.contains("sha256sum --check"));
+        assert!(upload.contains("mv -f"));
+    }
+}
