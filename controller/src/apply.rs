@@ -491,7 +491,7 @@ async fn display(
             }
             Update::Log { host, line } => {
                 if verbose && !opts.json {
-                    let _ = multi.println(format!("{host:<width$}  | {line}"));
+                    say(&multi, format!("{host:<width$}  | {line}"));
                 }
                 tracing::debug!(host = %host, "agent: {line}");
             }
@@ -510,7 +510,7 @@ async fn display(
                     }
                     emit(value);
                 } else if report.status != Status::Ok {
-                    let _ = multi.println(describe(&host, width, &report, opts));
+                    say(&multi, describe(&host, width, &report, opts));
                 }
             }
             Update::Finished(summary) => {
@@ -537,7 +537,7 @@ async fn display(
                             multi.println(format!("{:<width$}  UNREACHABLE  {why}", summary.host));
                     }
                     if let Some(why) = &summary.refused {
-                        let _ = multi.println(format!("{:<width$}  REFUSED  {why}", summary.host));
+                        say(&multi, format!("{:<width$}  REFUSED  {why}", summary.host));
                     }
                     for warning in &summary.warnings {
                         let _ =
@@ -569,6 +569,12 @@ async fn display(
         }));
     }
     summaries
+}
+
+/// Prints a line on stderr above the progress bars (which indicatif hides
+/// when stderr is not a terminal; the line is printed all the same).
+fn say(multi: &MultiProgress, text: String) {
+    multi.suspend(|| eprintln!("{text}"));
 }
 
 /// A changed, failed or skipped resource, as shown on stderr.

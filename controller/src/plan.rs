@@ -637,3 +637,287 @@ pub fn declared_packages(roles: &Roles) -> BTreeSet<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parse_yaml;
+
+    /// An inventory and roles in a temporary directory.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("inventory")).unwrap();
+            Fixture { dir }
+        }
+
+        fn role(&self, name: &str, yaml: &str) -> &Fixture {
+            let dir = self.dir.path().join("roles").join(name);
+            std::fs::create_dir_all(dir.join("templates")).unwrap();
+            std::fs::create_dir_all(dir.join("files")).unwrap();
+            std::fs::write(dir.join("role.yaml"), yaml).unwrap();
+            self
+        }
+
+        fn file(&self, rel: &str, content: &str) -> &Fixture {
+            let path = self.dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+            self
+        }
+
+        fn plan(&self, inventory: &str) -> Result<Vec<RolePlan>, String> {
+            let path = self.dir.path().join("inventory/test.yaml");
+            let inv = Inventory::from_raw(
+                &path,
+                parse_yaml(&path, inventory).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            let roles = Roles::load(&inv.roles_path).map_err(|e| e.to_string())?;
+            let planner = Planner::new(&inv, &roles).map_err(|e| e.to_string())?;
+            planner
+                .plan(&inv.hosts[0], &BTreeMap::new(), None)
+                .map_err(|e| e.to_string())
+        }
+
+        fn error(&self, inventory: &str) -> String {
+            match self.plan(inventory) {
+                Ok(plan) => panic!("expected an error, got {plan:?}"),
+                Err(err) => err.replace(&self.dir.path().display().to_string(), "ROOT"),
+            }
+        }
+    }
+
+    const WEB: &str = "hosts: {web: {roles: [base]}}\n";
+
+    #[test]
+    fn a_role_renders_to_concrete_steps() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "defaults: {greeting: Bonjour}\n\
+             resources:\n\
+             \x20 - file: {path: /etc/motd, template: motd.hbs, notify: reread}\n\
+             \x20 - user: {for_each: admins, name: '{{item.name}}', authorized_keys: '{{item.keys}}'}\n\
+             handlers:\n\
+             \x20 reread: {command: {argv: ['true']}}\n",
+        )
+        .file("roles/base/templates/motd.hbs", "{{greeting}} {{host.name}}\n");
+        let plan = f
+            .plan("vars: {admins: [{name: camille, keys: [k1, k2]}]}\nhosts: {web: {roles: [base]}}\n")
+            .unwrap();
+        let steps = &plan[0].resources;
+        assert_eq!(steps[0].id, "base/file:/etc/motd");
+        assert_eq!(steps[0].notify, ["base/reread"]);
+        let json = serde_json::to_value(&steps[0].resource).unwrap();
+        assert_eq!(json["file"]["content"]["text"], "Bonjour web\n");
+        let user = serde_json::to_value(&steps[1].resource).unwrap();
+        assert_eq!(
+            user["user"]["authorized_keys"],
+            json!(["k1", "k2"]),
+            "a whole-var field keeps its list"
+        );
+        assert_eq!(plan[0].handlers[0].id, "base/reread");
+    }
+
+    #[test]
+    fn an_unknown_field_names_the_role_file_and_line() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - directory: {path: /srv}\n  - file: {pth: /etc/motd}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.starts_with(
+                "ROOT/inventory/../roles/base/role.yaml:3: file resource: unknown field `pth`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_is_named_with_the_kinds_there_are() {
+        let f = Fixture::new();
+        f.role("base", "resources:\n  - fiel: {path: /etc/motd}\n");
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:2: unknown resource kind `fiel`"),
+            "{err}"
+        );
+        assert!(err.contains("kinds are file, directory"), "{err}");
+    }
+
+    #[test]
+    fn an_undefined_variable_names_it() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: '/etc/{{nope}}', content: x}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:2: in `path`: undefined variable `nope`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_undefined_variable_in_a_template_names_template_and_line() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/motd, template: motd.hbs}\n",
+        )
+        .file("roles/base/templates/motd.hbs", "hello\n{{missing_var}}\n");
+        let err = f.error(WEB);
+        assert!(
+            err.contains("templates/motd.hbs:2:1: undefined variable `missing_var`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_template_is_named() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/motd, template: nope.hbs}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:2: template \"nope.hbs\" not found"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_role_is_named_with_the_host() {
+        let f = Fixture::new();
+        f.role("base", "{}\n");
+        let err = f.error("hosts: {web: {roles: [bsae]}}\n");
+        assert!(err.contains("host web: unknown role \"bsae\""), "{err}");
+    }
+
+    #[test]
+    fn a_cyclic_dependency_is_refused() {
+        let f = Fixture::new();
+        f.role("base", "depends: [web]\n")
+            .role("web", "depends: [base]\n");
+        let err = f.error(WEB);
+        assert!(err.contains("cycle: base -> web -> base"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_resource_is_refused_with_both_lines() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/motd, content: a}\n  - file: {path: /etc/motd, content: b}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:3: file:/etc/motd is declared twice (first at"),
+            "{err}"
+        );
+        assert!(err.contains("role.yaml:2)"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_mode_is_refused() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/motd, content: a, mode: '999'}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:2: file resource: mode \"999\" is not an octal file mode"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_source_that_escapes_the_role_is_refused() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/shadow, source: ../../../etc/shadow}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:2: source \"../../../etc/shadow\" escapes the role directory"),
+            "{err}"
+        );
+        std::os::unix::fs::symlink("/etc/hostname", f.dir.path().join("roles/base/files/link"))
+            .unwrap();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/x, source: link}\n",
+        );
+        let err = f.error(WEB);
+        assert!(err.contains("leads outside"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_handler_is_refused() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - file: {path: /etc/motd, content: a, notify: reload nginx}\n",
+        );
+        let err = f.error(WEB);
+        assert!(
+            err.contains("role.yaml:2: notify: no handler \"reload nginx\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_and_line() {
+        let f = Fixture::new();
+        f.role("base", "resources:\n  - file: {path: /etc/motd\n");
+        let err = f.error(WEB);
+        assert!(err.contains("roles/base/role.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn when_drops_a_resource_and_handlers_of_earlier_roles_resolve() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "handlers:\n  restart x: {service: {name: x, action: restart}}\n",
+        )
+        .role(
+            "web",
+            "depends: [base]\nresources:\n\
+             \x20 - file: {path: /a, content: a, notify: restart x}\n\
+             \x20 - file: {path: /b, content: b, when: '{{#if enabled}}yes{{/if}}'}\n",
+        );
+        let plan = f
+            .plan("vars: {enabled: false}\nhosts: {web: {roles: [web]}}\n")
+            .unwrap();
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[1].resources.len(), 1);
+        assert_eq!(plan[1].resources[0].notify, ["base/restart x"]);
+    }
+
+    /// Every shipped role, rendered for every Girofle host: reviewing a
+    /// change to a role or the inventory is reviewing this snapshot.
+    #[test]
+    fn shipped_roles_render_for_every_girofle_host() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/girofle.yaml");
+        let inv = Inventory::load(&path).unwrap();
+        let roles = Roles::load(&inv.roles_path).unwrap();
+        let planner = Planner::new(&inv, &roles).unwrap();
+        for host in &inv.hosts {
+            let plan = planner.plan(host, &BTreeMap::new(), None).unwrap();
+            let text = serde_json::to_string_pretty(&plan).unwrap();
+            insta::assert_snapshot!(format!("plan-{}", host.name), text);
+        }
+    }
+}
