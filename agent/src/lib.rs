@@ -179,13 +179,14 @@ fn remove_old_agents(state_dir: &Path) -> Vec<String> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.starts_with("agent-") && path != me {
-            if let Err(err) = std::fs::remove_file(&path) {
-                warnings.push(format!(
-                    "cannot remove the old agent {}: {err}",
-                    path.display()
-                ));
-            }
+        if name.starts_with("agent-")
+            && path != me
+            && let Err(err) = std::fs::remove_file(&path)
+        {
+            warnings.push(format!(
+                "cannot remove the old agent {}: {err}",
+                path.display()
+            ));
         }
     }
     warnings
