@@ -10,7 +10,8 @@
 //!    element is `item` in templates), and dropped when `when` renders to
 //!    an empty string, `false`, `no` or `0`;
 //! 2. rendered: every string field is a template; a field that is exactly
-//!    `{{ some.var }}` takes the var's value as is (a list stays a list);
+//!    `{{ some.var }}` takes the var's value as is when it is a list, a
+//!    mapping or a boolean (a list stays a list);
 //! 3. for files, `template:` (from the role's `templates/`) or `source:`
 //!    (from its `files/`) becomes `content`;
 //! 4. checked against the agent's spec for its kind
@@ -424,6 +425,11 @@ impl RoleBuilder<'_, '_> {
             Value::String(text) => {
                 if let Some(path) = whole_expression(&text) {
                     match lookup(context, path) {
+                        // Lists, mappings and booleans keep their type; a
+                        // number becomes text like any rendered string
+                        // (argv elements, versions and modes are strings).
+                        Some(Value::Number(n)) => Value::String(n.to_string()),
+                        Some(Value::String(s)) => Value::String(s.clone()),
                         Some(v) => v.clone(),
                         None => {
                             return Err(self.error(
@@ -577,7 +583,8 @@ impl RoleBuilder<'_, '_> {
 
 /// `some.var` when `text` is exactly `{{ some.var }}`.
 fn whole_expression(text: &str) -> Option<&str> {
-    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    // Only the whole text: "{{stamp}}\n" is a string with a newline.
+    let inner = text.strip_prefix("{{")?.strip_suffix("}}")?.trim();
     let valid = !inner.is_empty()
         && inner
             .chars()

@@ -1,5 +1,6 @@
 //! The lab: three hosts, one per Debian release, each checked from the
-//! outside over ssh; then torn down, and nothing may be left.
+//! outside over ssh; at the very end ([`LAST`]) torn down, and nothing may
+//! be left.
 
 use std::collections::BTreeSet;
 
@@ -49,11 +50,13 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         "lab::up_again_leaves_running_hosts_alone",
         up_again_leaves_running_hosts_alone,
     ),
-    (
-        "lab::down_leaves_nothing_behind",
-        down_leaves_nothing_behind,
-    ),
 ];
+
+/// Run after every other test: it takes the lab down.
+pub const LAST: &[(&str, crate::Test)] = &[(
+    "lab::down_leaves_nothing_behind",
+    down_leaves_nothing_behind,
+)];
 
 const RELEASES: &[(&str, &str)] = &[
     ("alpha", "bullseye"),

@@ -11,6 +11,8 @@ use std::sync::{Mutex, OnceLock};
 use clou_tests::TestLab;
 use libtest_mimic::{Arguments, Failed, Trial};
 
+/// `clou apply`: converging the lab's hosts, checked over ssh.
+mod apply;
 /// `clou lab`: booting the replica, reaching its hosts, tearing it down.
 mod lab;
 
@@ -50,7 +52,10 @@ fn main() -> ExitCode {
             clou_tests::SKIP_VAR
         );
     }
-    let tests: Vec<(&str, Test)> = lab::TESTS.to_vec();
+    // The lab tests, then apply's on the same hosts, then the teardown.
+    let mut tests: Vec<(&str, Test)> = lab::TESTS.to_vec();
+    tests.extend_from_slice(apply::TESTS);
+    tests.extend_from_slice(lab::LAST);
     let trials = tests
         .into_iter()
         .map(|(name, test)| Trial::test(name, test).with_ignored_flag(skip))

@@ -111,8 +111,8 @@ impl TestLab {
         // The lab options go right after the (sub)command, before any
         // trailing command of `lab ssh`.
         let split = match args.first() {
-            Some(&"lab") => 2.min(args.len()),
-            Some(&"demo") => 1,
+            Some(&"lab") | Some(&"hosts") => 2.min(args.len()),
+            Some(&"demo") | Some(&"apply") | Some(&"inventory") => 1,
             _ => 0,
         };
         cmd.args(&args[..split]);
@@ -137,6 +137,34 @@ impl TestLab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `clou apply --in-lab ARGS` against this lab.
+    pub fn apply(&self, args: &[&str]) -> Applied {
+        let mut full = vec!["apply", "--in-lab"];
+        full.extend_from_slice(args);
+        let out = self.clou(&full);
+        Applied {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A listing of what a host's files are: path, mode, owner, group and
+    /// SHA-256 of every file under the directories clou may touch, plus
+    /// users, groups and enabled/active units. Two equal listings mean the
+    /// host did not change. clou's own state (/var/lib/clou) and what a
+    /// running system changes by itself (logs, timers' stamps) are left out.
+    pub fn listing(&self, host: &str) -> String {
+        self.ssh_ok(
+            host,
+            r#"set -e
+find /etc /usr /opt /srv /home /root /var/lib -xdev \( -path /var/lib/clou -o -path /var/lib/systemd -o -path /var/lib/apt/lists -o -path /var/lib/dpkg/triggers -o -path /var/lib/private \) -prune -o -printf '%p %m %u %g %y %l\n' | sort
+find /etc /usr /opt /srv /home /root -xdev -type f -print0 | sort -z | xargs -0 sha256sum
+systemctl list-units --type=service --state=active --no-legend --plain | awk '{print $1}' | sort
+systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"#,
+        )
     }
 
     /// Boots the lab from scratch.
@@ -193,5 +221,49 @@ impl TestLab {
             .flatten()
             .map(|s| s.hosts.into_iter().map(|h| h.name).collect())
             .unwrap_or_default()
+    }
+}
+
+/// What one `clou apply` did, as the admin saw it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Applied {
+    /// The JSON events (with `--json`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `host` event of one host (with `--json`).
+    pub fn host(&self, name: &str) -> serde_json::Value {
+        self.events()
+            .into_iter()
+            .find(|e| e["event"] == "host" && e["host"] == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no host event for {name} in:\n{}\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+
+    /// Panics with everything clou said unless it exited with `code`.
+    pub fn expect_code(&self, code: i32) -> &Applied {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "clou apply exited {:?}, expected {code}:\n{}\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
     }
 }

@@ -1,0 +1,530 @@
+//! `clou apply` on the lab: converging, idempotence, check and diff modes,
+//! host keys, unreachable hosts, the per-host lock and handlers. What each
+//! host ends up like is read over ssh, not taken from clou's report.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Failed;
+
+use crate::lab;
+
+/// In order: later tests start from what earlier ones converged.
+pub const TESTS: &[(&str, crate::Test)] = &[
+    ("apply::first_apply_converges", first_apply_converges),
+    (
+        "apply::second_apply_changes_nothing",
+        second_apply_changes_nothing,
+    ),
+    (
+        "apply::check_mode_leaves_every_host_byte_identical",
+        check_mode_leaves_every_host_byte_identical,
+    ),
+    (
+        "apply::diff_shows_a_template_change_as_a_unified_diff",
+        diff_shows_a_template_change_as_a_unified_diff,
+    ),
+    (
+        "apply::a_handler_fires_once_for_two_notifiers_and_not_on_a_no_op",
+        a_handler_fires_once_for_two_notifiers_and_not_on_a_no_op,
+    ),
+    (
+        "apply::every_change_is_journaled_on_the_host",
+        every_change_is_journaled_on_the_host,
+    ),
+    (
+        "apply::the_agent_is_uploaded_once_and_old_copies_removed",
+        the_agent_is_uploaded_once_and_old_copies_removed,
+    ),
+    (
+        "apply::a_second_concurrent_apply_fails_fast_naming_the_holder",
+        a_second_concurrent_apply_fails_fast_naming_the_holder,
+    ),
+    (
+        "apply::a_changed_host_key_refuses_that_host_only",
+        a_changed_host_key_refuses_that_host_only,
+    ),
+    (
+        "apply::a_stopped_host_is_unreachable_and_the_others_converge",
+        a_stopped_host_is_unreachable_and_the_others_converge,
+    ),
+    (
+        "apply::bad_input_contacts_no_host",
+        bad_input_contacts_no_host,
+    ),
+];
+
+const HOSTS: &[&str] = &["alpha", "bravo", "charlie"];
+
+fn first_apply_converges() -> Result<(), Failed> {
+    let lab = lab()?;
+    let run = lab.apply(&["--json"]);
+    run.expect_code(0);
+    for host in HOSTS {
+        let summary = run.host(host);
+        assert_eq!(summary["converged"], true, "{host}: {summary}");
+        assert!(
+            summary["changed"].as_u64().unwrap_or(0) > 0,
+            "{host}: {summary}"
+        );
+
+        // The admin account, with its key, in sudo.
+        let id = lab.ssh_ok(host, "id camille");
+        assert!(
+            id.contains("(sudo)") && id.contains("(adm)"),
+            "{host}: {id}"
+        );
+        let keys = lab.ssh_ok(host, "cat /home/camille/.ssh/authorized_keys; stat -c '%U %a' /home/camille/.ssh/authorized_keys");
+        assert!(keys.contains("camille@girofle"), "{host}: {keys}");
+        assert!(keys.contains("camille 600"), "{host}: {keys}");
+        // The sshd drop-in is in force (sshd -T prints the effective config).
+        let sshd = lab.ssh_ok(
+            host,
+            "sshd -T | grep -E '^(passwordauthentication|maxauthtries)'",
+        );
+        assert!(sshd.contains("passwordauthentication no"), "{host}: {sshd}");
+        assert!(sshd.contains("maxauthtries 4"), "{host}: {sshd}");
+        // The package, its templated config and its service.
+        let exporter = lab.ssh_ok(
+            host,
+            "dpkg-query -W -f '${Status}' prometheus-node-exporter; echo; \
+             systemctl is-enabled prometheus-node-exporter; systemctl is-active prometheus-node-exporter; \
+             cat /etc/default/prometheus-node-exporter",
+        );
+        assert!(
+            exporter.starts_with("install ok installed\nenabled\nactive\n"),
+            "{host}: {exporter}"
+        );
+        let address = lab.lab.host(host).map_err(|e| e.to_string())?.address;
+        assert!(
+            exporter.contains(&format!("--web.listen-address={address}:9100")),
+            "{host}: {exporter}"
+        );
+        // It listens where the template says (the monitoring scrapes it).
+        lab.ssh_ok(host, &format!("for i in 1 2 3 4 5 6 7 8 9 10; do (exec 3<>/dev/tcp/{address}/9100) 2>/dev/null && exit 0; sleep 0.5; done; exit 1"));
+        // Directory, motd, the journald line.
+        let dir = lab.ssh_ok(host, "stat -c '%U %G %a' /var/lib/girofle");
+        assert_eq!(dir.trim(), "root adm 750", "{host}");
+        let motd = lab.ssh_ok(host, "cat /etc/motd");
+        assert!(
+            motd.contains(&format!("{host} - Le Cloud Girofle (tests)")),
+            "{host}: {motd}"
+        );
+        let journald = lab.ssh_ok(
+            host,
+            "grep -c '^SystemMaxUse=500M$' /etc/systemd/journald.conf",
+        );
+        assert_eq!(journald.trim(), "1", "{host}");
+        let stamp = lab.ssh_ok(
+            host,
+            "cat /etc/clou-e2e/stamp; stat -c '%a' /etc/clou-e2e/stamp.conf",
+        );
+        assert_eq!(stamp, "initial\n640\n", "{host}");
+    }
+    Ok(())
+}
+
+fn second_apply_changes_nothing() -> Result<(), Failed> {
+    let lab = lab()?;
+    let before: Vec<String> = HOSTS.iter().map(|h| lab.listing(h)).collect();
+    let run = lab.apply(&["--json"]);
+    run.expect_code(0);
+    for (host, before) in HOSTS.iter().zip(&before) {
+        assert_eq!(run.host(host)["changed"], 0, "{host}: {}", run.stdout);
+        assert_eq!(
+            &lab.listing(host),
+            before,
+            "{host} changed on a second apply"
+        );
+    }
+    Ok(())
+}
+
+fn check_mode_leaves_every_host_byte_identical() -> Result<(), Failed> {
+    let lab = lab()?;
+    // Give check mode something to find: a new stamp, a file changed by
+    // hand, and a package removed behind clou's back on one host.
+    lab.ssh_ok("alpha", "echo edited-by-hand > /etc/motd");
+    lab.ssh_ok(
+        "charlie",
+        "DEBIAN_FRONTEND=noninteractive apt-get -q -y purge prometheus-node-exporter >/dev/null",
+    );
+    let before: Vec<String> = HOSTS.iter().map(|h| lab.listing(h)).collect();
+    let run = lab.apply(&["--check", "--json", "-e", "stamp=checked"]);
+    run.expect_code(0);
+    for (host, before) in HOSTS.iter().zip(&before) {
+        assert!(
+            run.host(host)["changed"].as_u64().unwrap_or(0) >= 2,
+            "{host}: {}",
+            run.stdout
+        );
+        assert_eq!(&lab.listing(host), before, "--check changed {host}");
+    }
+    // What depends on the missing package is reported, not an error.
+    let events = run.events();
+    let service = events
+        .iter()
+        .find(|e| e["host"] == "charlie" && e["id"] == "base/service:prometheus-node-exporter")
+        .ok_or("no report for the exporter service on charlie")?;
+    assert_eq!(service["status"], "changed", "{service}");
+    let changes = service["changes"].to_string();
+    assert!(changes.contains("start"), "{service}");
+    // Put things back for the next tests.
+    lab.apply(&[]).expect_code(0);
+    Ok(())
+}
+
+fn diff_shows_a_template_change_as_a_unified_diff() -> Result<(), Failed> {
+    let lab = lab()?;
+    let run = lab.apply(&[
+        "--check",
+        "--diff",
+        "--limit",
+        "bravo",
+        "-e",
+        "metrics_port=9101",
+    ]);
+    run.expect_code(0);
+    let address = lab.lab.host("bravo").map_err(|e| e.to_string())?.address;
+    for expected in [
+        "--- /etc/default/prometheus-node-exporter (on host)".to_owned(),
+        "+++ /etc/default/prometheus-node-exporter (planned)".to_owned(),
+        format!("-ARGS=\"--web.listen-address={address}:9100"),
+        format!("+ARGS=\"--web.listen-address={address}:9101"),
+    ] {
+        assert!(
+            run.stderr.contains(&expected),
+            "missing {expected:?} in:\n{}",
+            run.stderr
+        );
+    }
+    let on_host = lab.ssh_ok("bravo", "cat /etc/default/prometheus-node-exporter");
+    assert!(
+        on_host.contains(":9100"),
+        "check mode changed the file: {on_host}"
+    );
+    Ok(())
+}
+
+fn handler_count(host: &str) -> Result<usize, Failed> {
+    let out = lab()?.ssh_ok(
+        host,
+        "cat /var/lib/clou-e2e-handler.log 2>/dev/null || true",
+    );
+    Ok(out.lines().count())
+}
+
+fn a_handler_fires_once_for_two_notifiers_and_not_on_a_no_op() -> Result<(), Failed> {
+    let lab = lab()?;
+    let before = handler_count("alpha")?;
+    // A new stamp changes both files, and both notify `count`.
+    let run = lab.apply(&["--json", "--limit", "alpha", "-e", "stamp=handlers"]);
+    run.expect_code(0);
+    assert_eq!(
+        handler_count("alpha")? - before,
+        1,
+        "two notifications, one run"
+    );
+    let again = lab.apply(&["--json", "--limit", "alpha", "-e", "stamp=handlers"]);
+    again.expect_code(0);
+    assert_eq!(again.host("alpha")["changed"], 0);
+    assert_eq!(
+        handler_count("alpha")? - before,
+        1,
+        "a no-op run fires no handler"
+    );
+    lab.apply(&["--limit", "alpha"]).expect_code(0);
+    Ok(())
+}
+
+fn every_change_is_journaled_on_the_host() -> Result<(), Failed> {
+    let lab = lab()?;
+    let run = lab.apply(&["--json", "--limit", "bravo", "-e", "stamp=journaled"]);
+    run.expect_code(0);
+    let journal = lab.ssh_ok("bravo", "tail -n 20 /var/lib/clou/journal.jsonl");
+    let entries: Vec<serde_json::Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let stamp = entries
+        .iter()
+        .rev()
+        .find(|e| e["resource"] == "e2e/file:/etc/clou-e2e/stamp")
+        .ok_or_else(|| format!("no journal entry for the stamp in:\n{journal}"))?;
+    assert!(
+        stamp["run_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{stamp}"
+    );
+    assert!(
+        stamp["admin"].as_str().is_some_and(|a| a.contains('@')),
+        "{stamp}"
+    );
+    assert!(
+        stamp["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{stamp}"
+    );
+    assert!(
+        stamp["changes"][0]
+            .as_str()
+            .is_some_and(|c| c.contains("sha256:")),
+        "{stamp}"
+    );
+    lab.apply(&["--limit", "bravo"]).expect_code(0);
+    Ok(())
+}
+
+fn the_agent_is_uploaded_once_and_old_copies_removed() -> Result<(), Failed> {
+    let lab = lab()?;
+    lab.ssh_ok(
+        "charlie",
+        "printf stale > /var/lib/clou/agent-0000; rm -f /var/lib/clou/agent-[1-9a-f]*",
+    );
+    let run = lab.apply(&["--json", "--limit", "charlie"]);
+    run.expect_code(0);
+    let uploads = run
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "upload")
+        .count();
+    assert_eq!(uploads, 1, "the missing agent is uploaded: {}", run.stdout);
+    let again = lab.apply(&["--json", "--limit", "charlie"]);
+    let uploads = again
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "upload")
+        .count();
+    assert_eq!(uploads, 0, "a present agent is not uploaded again");
+    let files = lab.ssh_ok("charlie", "ls /var/lib/clou | grep '^agent-'");
+    assert_eq!(files.lines().count(), 1, "old copies are removed: {files}");
+    // The copy on the host is the one with the name's hash.
+    let check = lab.ssh_ok(
+        "charlie",
+        "cd /var/lib/clou && f=$(ls agent-*) && echo \"${f#agent-}  $f\" | sha256sum --check",
+    );
+    assert!(check.contains(": OK"), "{check}");
+    Ok(())
+}
+
+fn a_second_concurrent_apply_fails_fast_naming_the_holder() -> Result<(), Failed> {
+    let lab = lab()?;
+    // The first run holds bravo's lock for a few seconds (a slow step).
+    let mut first = Command::new(&lab.clou)
+        .args(["apply", "--inventory"])
+        .arg(&lab.inventory)
+        .args([
+            "--lab",
+            &lab.lab.name,
+            "--in-lab",
+            "--limit",
+            "bravo",
+            "-e",
+            "e2e_sleep=6",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Wait until the slow step runs (the agent holds the lock by then).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab
+        .ssh_ok("bravo", "pgrep -x sleep >/dev/null && echo yes || true")
+        .contains("yes")
+    {
+        if Instant::now() > deadline {
+            let _ = first.kill();
+            return Err("the first apply never reached its slow step".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let started = Instant::now();
+    let second = lab.apply(&["--json", "--limit", "bravo"]);
+    let took = started.elapsed();
+    second.expect_code(1);
+    let refused = second.host("bravo")["refused"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        refused.contains("another clou run holds /var/lib/clou/lock"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(" by ") && refused.contains('@'),
+        "names the admin: {refused}"
+    );
+    assert!(took < Duration::from_secs(4), "fails fast, took {took:?}");
+    let out = first.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn a_changed_host_key_refuses_that_host_only() -> Result<(), Failed> {
+    let lab = lab()?;
+    // bravo gets new host keys, as a reinstalled (or impersonated) server.
+    lab.ssh_ok(
+        "bravo",
+        "rm -f /etc/ssh/ssh_host_* && ssh-keygen -q -A && systemctl restart ssh",
+    );
+    let run = lab.apply(&["--json", "-e", "stamp=key-changed"]);
+    run.expect_code(1);
+    let bravo = run.host("bravo");
+    let why = bravo["unreachable"].as_str().unwrap_or("").to_owned();
+    assert!(why.contains("HOST KEY CHANGED"), "{why}");
+    assert!(
+        why.matches("SHA256:").count() >= 2,
+        "both fingerprints: {why}"
+    );
+    assert!(
+        why.contains("clou hosts trust bravo --fingerprint SHA256:"),
+        "{why}"
+    );
+    for host in ["alpha", "charlie"] {
+        assert_eq!(run.host(host)["converged"], true, "{host} goes on");
+        assert_eq!(lab.ssh_ok(host, "cat /etc/clou-e2e/stamp"), "key-changed\n");
+    }
+    // Nothing was applied on bravo.
+    let ssh_check = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ])
+        .arg(lab.lab.dir().join("ssh/id_ed25519"))
+        .arg(format!(
+            "root@{}",
+            lab.lab.host("bravo").map_err(|e| e.to_string())?.address
+        ))
+        .arg("cat /etc/clou-e2e/stamp")
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&ssh_check.stdout),
+        "initial\n",
+        "bravo was changed"
+    );
+
+    // Trusting the key as the message says lets clou in again; a wrong
+    // fingerprint records nothing.
+    let fingerprint = why
+        .split("--fingerprint ")
+        .nth(1)
+        .and_then(|s| s.split(['`', ' ', '\n']).next())
+        .ok_or("no fingerprint in the message")?
+        .to_owned();
+    let wrong = lab.clou(&[
+        "hosts",
+        "trust",
+        "--in-lab",
+        "bravo",
+        "--fingerprint",
+        "SHA256:nope",
+    ]);
+    assert!(!wrong.status.success());
+    lab.clou_ok(&[
+        "hosts",
+        "trust",
+        "--in-lab",
+        "bravo",
+        "--fingerprint",
+        &fingerprint,
+    ]);
+    lab.apply(&[]).expect_code(0);
+    Ok(())
+}
+
+fn a_stopped_host_is_unreachable_and_the_others_converge() -> Result<(), Failed> {
+    let lab = lab()?;
+    let _ = lab.ssh("charlie", "systemctl poweroff");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.ssh("charlie", "true").status.success() {
+        if Instant::now() > deadline {
+            return Err("charlie did not stop".into());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let run = lab.apply(&["--json", "-e", "stamp=one-down"]);
+    run.expect_code(1);
+    assert!(
+        run.host("charlie")["unreachable"].as_str().is_some(),
+        "{}",
+        run.stdout
+    );
+    for host in ["alpha", "bravo"] {
+        assert_eq!(run.host(host)["converged"], true);
+        assert_eq!(lab.ssh_ok(host, "cat /etc/clou-e2e/stamp"), "one-down\n");
+    }
+    let table = lab.apply(&["-e", "stamp=one-down"]);
+    table.expect_code(1);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("charlie"))
+        .ok_or("no row for charlie")?;
+    assert!(row.contains("yes"), "the table says unreachable: {row}");
+    // Bring charlie back for the tests after this one.
+    lab.clou_ok(&["lab", "up"]);
+    lab.apply(&[]).expect_code(0);
+    Ok(())
+}
+
+fn bad_input_contacts_no_host() -> Result<(), Failed> {
+    let lab = lab()?;
+    let before = lab.ssh_ok(
+        "alpha",
+        "wc -l < /var/lib/clou/journal.jsonl; ls /var/lib/clou",
+    );
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("roles/broken"))?;
+    std::fs::write(
+        dir.path().join("roles/broken/role.yaml"),
+        "resources:\n  - file: {path: /etc/x, content: '{{undefined_var}}'}\n",
+    )?;
+    // A copy of the test inventory whose hosts have the broken role, and a
+    // lab overlay of that copy (the lab's addresses, keys and known_hosts).
+    let text = std::fs::read_to_string(&lab.inventory)?
+        .replace(
+            "roles_path: [../roles, ../../roles]",
+            &format!("roles_path: [{}/roles]", dir.path().display()),
+        )
+        .replace("roles: [base, e2e]", "roles: [broken]");
+    let copy = dir.path().join("inventory.yaml");
+    std::fs::write(&copy, text)?;
+    let overlay: String = std::fs::read_to_string(lab.lab.inventory_path())?
+        .lines()
+        .map(|l| {
+            if l.starts_with("overlay_of:") {
+                format!("overlay_of: {}\n", copy.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let overlay_path = dir.path().join("lab-overlay.yaml");
+    std::fs::write(&overlay_path, overlay)?;
+    let out = Command::new(&lab.clou)
+        .args(["apply", "--inventory"])
+        .arg(&overlay_path)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("role.yaml:2: in `content`: undefined variable `undefined_var`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no host was contacted"), "{stderr}");
+    // The error came before any connection: the hosts saw nothing.
+    assert_eq!(
+        lab.ssh_ok(
+            "alpha",
+            "wc -l < /var/lib/clou/journal.jsonl; ls /var/lib/clou"
+        ),
+        before
+    );
+    Ok(())
+}
