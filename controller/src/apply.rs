@@ -74,8 +74,19 @@ enum Update {
     Finished(HostSummary),
 }
 
-/// Runs `clou apply`.
+/// Runs `clou apply`: exit 0 when every host converged, 1 otherwise.
 pub fn run(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result<ExitCode> {
+    let summaries = apply(inventory_path, opts)?;
+    let all_ok = summaries.iter().all(HostSummary::converged);
+    Ok(if all_ok {
+        ExitCode::from(crate::EXIT_OK)
+    } else {
+        ExitCode::from(crate::EXIT_HOSTS_FAILED)
+    })
+}
+
+/// Loads, plans and converges; one summary per selected host.
+pub fn apply(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result<Vec<HostSummary>> {
     let inventory = Inventory::load(inventory_path).with_context(|| {
         format!(
             "cannot use the inventory {}\n  hint: pass --inventory FILE, or run clou from the repository root",
@@ -83,13 +94,7 @@ pub fn run(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result<E
         )
     })?;
     let (hosts, plans) = prepare(&inventory, opts)?;
-    let summaries = execute(&inventory, hosts, plans, opts)?;
-    let all_ok = summaries.iter().all(HostSummary::converged);
-    Ok(if all_ok {
-        ExitCode::from(crate::EXIT_OK)
-    } else {
-        ExitCode::from(crate::EXIT_HOSTS_FAILED)
-    })
+    execute(&inventory, hosts, plans, opts)
 }
 
 /// Builds every selected host's plan, or explains every error at once.

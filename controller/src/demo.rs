@@ -1,6 +1,8 @@
 //! `clou demo`: the lab replica of the fleet, on a fresh machine, in one
-//! command. It boots one host per inventory host and shows each answering
-//! over SSH with its Debian release and systemd state.
+//! command. It boots one host per inventory host, converges them to their
+//! roles, converges them again to show that nothing changes the second
+//! time, and shows each host answering over SSH with its Debian release and
+//! systemd state.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use anyhow::Context;
 use crate::cli::LabSelect;
 use crate::inventory::Inventory;
 use crate::lab::{self, Lab};
-use crate::process;
+use crate::{apply, process};
 
 /// What the demo asks each host.
 const PROBE: &str = ". /etc/os-release; echo \"$PRETTY_NAME\"; \
@@ -38,6 +40,29 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
         state.hosts.len(),
         started.elapsed().as_secs_f64()
     );
+
+    // Converge twice: the first run changes what differs, the second
+    // shows that a converged fleet stays as it is (0 changed).
+    let overlay = lab.inventory_path();
+    let opts = apply::Options {
+        forks: 16,
+        ..Default::default()
+    };
+    let mut converged = true;
+    for (round, what) in [
+        (1, "converging the fleet to its roles"),
+        (2, "again: nothing may change"),
+    ] {
+        eprintln!("demo: apply #{round}, {what}");
+        let summaries = apply::apply(&overlay, &opts)?;
+        converged &= summaries.iter().all(apply::HostSummary::converged);
+        if round == 2 {
+            let changed: u32 = summaries.iter().map(|s| s.changed).sum();
+            eprintln!("demo: second apply changed {changed} resources\n");
+            converged &= changed == 0;
+        }
+        println!();
+    }
 
     let rows = std::thread::scope(|scope| {
         let handles: Vec<_> = state
@@ -93,7 +118,7 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
             .map(|h| h.name.as_str())
             .unwrap_or("HOST")
     );
-    Ok(ExitCode::from(if failed == 0 {
+    Ok(ExitCode::from(if failed == 0 && converged {
         crate::EXIT_OK
     } else {
         crate::EXIT_HOSTS_FAILED

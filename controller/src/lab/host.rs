@@ -74,8 +74,21 @@ pub fn prepare(
         &repo::source_line(&host.release),
         0o644,
     )?;
+    // Units that drive hardware a container does not have would fail and
+    // leave every lab host "degraded"; on a real server they run.
+    for unit in HARDWARE_UNITS {
+        write(
+            &format!("etc/systemd/system/{unit}.d/clou-lab.conf"),
+            "# Written by clou lab: this unit needs hardware a lab host lacks.\n\
+             [Unit]\nConditionVirtualization=!container\n",
+            0o644,
+        )?;
+    }
     Ok(())
 }
+
+/// Units skipped in lab hosts (see `prepare`).
+const HARDWARE_UNITS: &[&str] = &["nvmf-autoconnect.service", "openipmi.service"];
 
 /// The host's public SSH host keys, as `type base64` lines.
 pub fn host_keys(host: &HostState) -> Result<Vec<String>, LabError> {
