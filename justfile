@@ -22,24 +22,34 @@ demo:
 demo-down:
     cargo run --release -- lab down --purge
 
-# Benchmarks: the 8-host lab booted from cached images and taken down, 5 times each.
+# Benchmarks on the 8-host lab: boot from cached images and take down, then
+# apply the base role with nothing to change (and in check mode), n times each.
 bench runs="5":
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release --quiet
     clou=target/release/clou
     $clou lab down >/dev/null 2>&1 || true
-    up=(); down=()
-    for i in $(seq {{runs}}); do
-        s=$(date +%s.%N); $clou lab up >/dev/null; e=$(date +%s.%N); up+=($(awk "BEGIN {print $e - $s}"))
-        s=$(date +%s.%N); $clou lab down >/dev/null; e=$(date +%s.%N); down+=($(awk "BEGIN {print $e - $s}"))
-    done
+    up=(); down=(); noop=(); check=()
     stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.2f s (min %.2f, max %.2f, n=%d)\n", a[int((NR+1)/2)], a[1], a[NR], NR}'; }
-    echo "lab up, 8 hosts, cached images: $(stats "${up[@]}")"
-    echo "lab down, 8 hosts:              $(stats "${down[@]}")"
+    timed() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk "BEGIN {print $e - $s}"; }
+    for i in $(seq {{runs}}); do
+        up+=($(timed $clou lab up))
+        down+=($(timed $clou lab down))
+    done
+    $clou lab up >/dev/null
+    $clou apply --in-lab >/dev/null 2>&1 || { echo "the first apply failed"; exit 1; }
+    for i in $(seq {{runs}}); do
+        noop+=($(timed $clou apply --in-lab))
+        check+=($(timed $clou apply --in-lab --check))
+    done
+    echo "lab up, 8 hosts, cached images:     $(stats "${up[@]}")"
+    echo "lab down, 8 hosts:                  $(stats "${down[@]}")"
+    echo "no-op apply, base role, 8 hosts:    $(stats "${noop[@]}")"
+    echo "no-op apply --check, 8 hosts:       $(stats "${check[@]}")"
 
-# The agent as hosts run it: glibc linked statically (static-pie), so one
-# binary runs on Debian 11, 12 and 13 (checked on lab hosts of each).
+# The agent as hosts run it, built by controller/build.rs (static glibc, so
+# one binary runs on Debian 11, 12 and 13) and embedded in clou.
 agent:
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p clou-agent --target x86_64-unknown-linux-gnu --target-dir target/agent
-    @ls -l target/agent/x86_64-unknown-linux-gnu/release/clou-agent
+    cargo build -p clou
+    @ls -l target/agent/x86_64-unknown-linux-gnu/agent/clou-agent
