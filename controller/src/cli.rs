@@ -79,8 +79,8 @@ pub struct InventoryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCommand {
-    /// Records a host's current key as trusted, after you checked its
-    /// fingerprint (on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).
+    /// Shows a host's key fingerprint, or records the key as trusted once
+    /// you checked it (on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).
     Trust(TrustArgs),
 }
 
@@ -91,9 +91,10 @@ pub struct TrustArgs {
     /// The inventory host.
     pub host: String,
     /// The fingerprint you checked (SHA256:...); the key is only recorded
-    /// when the host offers exactly this one.
+    /// when the host offers exactly this one. Without it, the host's
+    /// fingerprint is shown and nothing is recorded.
     #[arg(long)]
-    pub fingerprint: String,
+    pub fingerprint: Option<String>,
     /// Trust the key of the lab replica of the host.
     #[arg(long = "in-lab")]
     pub in_lab: bool,

@@ -79,7 +79,11 @@ pub fn show_inventory(
 }
 
 /// Records `host`'s key if it matches the fingerprint the admin checked.
-pub fn trust(inventory_path: &Path, host: &str, fingerprint: &str) -> anyhow::Result<ExitCode> {
+pub fn trust(
+    inventory_path: &Path,
+    host: &str,
+    fingerprint: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let inventory = Inventory::load(inventory_path)?;
     let entry = inventory
         .host(host)
@@ -91,6 +95,20 @@ pub fn trust(inventory_path: &Path, host: &str, fingerprint: &str) -> anyhow::Re
         .build()?;
     let key = runtime.block_on(ssh::fetch_host_key(&target))?;
     let offered = known_hosts::fingerprint(&key);
+    let Some(fingerprint) = fingerprint else {
+        println!(
+            "{host} ({}:{}) offers {} {offered}",
+            target.address,
+            target.port,
+            key.algorithm()
+        );
+        eprintln!(
+            "nothing recorded. Check this fingerprint on the server's console \
+             (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run\n  \
+             clou hosts trust {host} --fingerprint {offered}"
+        );
+        return Ok(ExitCode::from(crate::EXIT_HOSTS_FAILED));
+    };
     if offered != fingerprint {
         anyhow::bail!(
             "{host} ({}) offers {offered}, not {fingerprint}: nothing recorded\n  \

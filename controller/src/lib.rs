@@ -75,7 +75,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Hosts(cli::HostsCommand::Trust(args)) => {
             let path = inventory_path(&args.select, args.in_lab)?;
-            hosts::trust(&path, &args.host, &args.fingerprint)
+            hosts::trust(&path, &args.host, args.fingerprint.as_deref())
         }
         Command::Demo(args) => demo::run(&args.select),
     }

@@ -41,6 +41,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         a_second_concurrent_apply_fails_fast_naming_the_holder,
     ),
     (
+        "apply::a_host_with_no_known_key_is_refused_without_connecting",
+        a_host_with_no_known_key_is_refused_without_connecting,
+    ),
+    (
         "apply::a_changed_host_key_refuses_that_host_only",
         a_changed_host_key_refuses_that_host_only,
     ),
@@ -358,6 +362,76 @@ fn a_second_concurrent_apply_fails_fast_naming_the_holder() -> Result<(), Failed
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+fn a_host_with_no_known_key_is_refused_without_connecting() -> Result<(), Failed> {
+    let lab = lab()?;
+    let known_hosts = lab.lab.dir().join("known_hosts");
+    let charlie = lab
+        .lab
+        .host("charlie")
+        .map_err(|e| e.to_string())?
+        .address
+        .to_string();
+    let original = std::fs::read_to_string(&known_hosts)?;
+    let without: String = original
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some(charlie.as_str()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, original, "the lab records charlie's key");
+    std::fs::write(&known_hosts, &without)?;
+    let journal = lab.ssh_ok("charlie", "wc -l < /var/lib/clou/journal.jsonl");
+
+    let run = lab.apply(&["--json", "-e", "stamp=unknown-key"]);
+    run.expect_code(1);
+    let why = run.host("charlie")["unreachable"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        why.contains("no host key of charlie") && why.contains("not connecting"),
+        "{why}"
+    );
+    assert!(why.contains("clou hosts trust charlie"), "{why}");
+    assert_eq!(run.host("alpha")["converged"], true);
+    // (The lab's own ssh checks keys with its known_hosts: put it back to look.)
+    std::fs::write(&known_hosts, &original)?;
+    assert_eq!(
+        lab.ssh_ok("charlie", "wc -l < /var/lib/clou/journal.jsonl"),
+        journal
+    );
+    assert_eq!(
+        lab.ssh_ok("charlie", "cat /etc/clou-e2e/stamp"),
+        "initial\n"
+    );
+
+    // `hosts trust` without a fingerprint shows it and records nothing;
+    // with the fingerprint shown, the key is recorded and clou goes in.
+    std::fs::write(&known_hosts, &without)?;
+    let shown = lab.clou(&["hosts", "trust", "--in-lab", "charlie"]);
+    assert_eq!(shown.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let fingerprint = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .ok_or_else(|| format!("no fingerprint shown: {stdout}"))?
+        .to_owned();
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts)?,
+        without,
+        "nothing recorded"
+    );
+    lab.clou_ok(&[
+        "hosts",
+        "trust",
+        "--in-lab",
+        "charlie",
+        "--fingerprint",
+        &fingerprint,
+    ]);
+    lab.apply(&[]).expect_code(0);
     Ok(())
 }
 

@@ -59,6 +59,26 @@ impl HostKeys {
         }
     }
 
+    /// Whether any file records a key for one of `names`: a host with none
+    /// is refused before clou even connects to it.
+    pub fn has_any(&self, names: &[&str], port: u16) -> bool {
+        self.files.iter().any(|file| {
+            names.iter().any(|name| {
+                russh::keys::known_hosts::known_host_keys_path(name, port, file)
+                    .is_ok_and(|keys| !keys.is_empty())
+            })
+        })
+    }
+
+    /// The files, for messages.
+    pub fn describe(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Checks `key` presented by a host known as any of `names` on `port`.
     pub fn check(&self, names: &[&str], port: u16, key: &PublicKey) -> Verdict {
         let mut changed = Vec::new();
@@ -162,6 +182,19 @@ mod tests {
         assert_eq!(recorded.len(), 1);
         assert!(recorded[0].0.ends_with("known_hosts:1"), "{recorded:?}");
         assert_eq!(recorded[0].1, fingerprint(&key(KEY_A)));
+    }
+
+    #[test]
+    fn a_host_with_no_recorded_key_is_known_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let hk = keys(
+            dir.path(),
+            &format!("10.99.0.11 {KEY_A}\n[10.99.0.12]:2222 {KEY_B}\n"),
+        );
+        assert!(hk.has_any(&["10.99.0.11"], 22));
+        assert!(hk.has_any(&["10.99.0.12"], 2222));
+        assert!(!hk.has_any(&["10.99.0.12"], 22));
+        assert!(!hk.has_any(&["10.99.0.13", "web"], 22));
     }
 
     #[test]

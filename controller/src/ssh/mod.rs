@@ -156,6 +156,17 @@ pub enum ConnectError {
         user: String,
         tried: String,
     },
+    #[error(
+        "no host key of {name} ({address}) is recorded in {files}: not connecting\n  \
+         hint: run `clou hosts trust {name}` to see its fingerprint, check it on the \
+         console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run \
+         `clou hosts trust {name} --fingerprint SHA256:...`"
+    )]
+    NoKnownKey {
+        name: String,
+        address: String,
+        files: String,
+    },
     #[error("ssh to {address} failed: {reason}")]
     Ssh { address: String, reason: String },
 }
@@ -233,6 +244,14 @@ pub fn connect<'a>(
         let mut names = vec![target.address.clone()];
         if target.name != target.address {
             names.push(target.name.clone());
+        }
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        if !keys.has_any(&name_refs, target.port) {
+            return Err(ConnectError::NoKnownKey {
+                name: target.name.clone(),
+                address: target.address.clone(),
+                files: keys.describe(),
+            });
         }
         let checker = Checker {
             keys: keys.clone(),
