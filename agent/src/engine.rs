@@ -9,7 +9,12 @@
 //!   the notified handlers of that role and of the roles before it run once
 //!   each, in declaration order; they run even when a later resource failed,
 //!   because what did change still needs its restart.
-//! - Every change (not in check mode) is appended to the host's journal.
+//! - Notified handlers are also written to `STATE_DIR/pending-handlers.json`
+//!   until they have run: when a run dies between a change and its
+//!   handler (connection lost, reboot), the next run starts by running them,
+//!   instead of finding the file "ok" and never restarting the service.
+//! - Every change (not in check mode) is appended to the host's journal,
+//!   between a `run_started` and a `run_finished` line.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -24,6 +29,9 @@ use crate::system::System;
 /// Where the agent keeps its lock, journal and uploaded binaries.
 pub const STATE_DIR: &str = "/var/lib/clou";
 
+/// Handlers notified but not yet run, in `STATE_DIR`.
+const PENDING: &str = "pending-handlers.json";
+
 /// One plan's run on this host.
 pub struct Engine<'a> {
     sys: &'a dyn System,
@@ -34,6 +42,8 @@ pub struct Engine<'a> {
     packages: Option<Result<BTreeMap<String, Outcome>, String>>,
     failed: bool,
     notified: HashSet<String>,
+    /// Where pending handlers are kept (none in check mode).
+    pending_file: Option<PathBuf>,
     warnings: Vec<String>,
 }
 
@@ -47,18 +57,80 @@ impl std::fmt::Debug for Engine<'_> {
 }
 
 impl<'a> Engine<'a> {
-    /// An engine for `plan`; `state_dir` holds the journal (none in check
-    /// mode, which writes nothing).
+    /// An engine for `plan`; `state_dir` holds the journal and the pending
+    /// handlers (written only outside check mode).
     pub fn new(sys: &'a dyn System, plan: &'a Plan, state_dir: Option<PathBuf>) -> Engine<'a> {
+        let mut warnings = Vec::new();
+        let mut notified = HashSet::new();
+        if let Some(dir) = &state_dir
+            && let Ok(text) = std::fs::read_to_string(dir.join(PENDING))
+        {
+            let pending: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
+            let known: HashSet<&str> = plan
+                .roles
+                .iter()
+                .flat_map(|r| &r.handlers)
+                .map(|h| h.id.as_str())
+                .collect();
+            for id in pending {
+                if known.contains(id.as_str()) {
+                    warnings.push(format!(
+                        "handler {id} was left pending by an interrupted run: it runs now"
+                    ));
+                    notified.insert(id);
+                } else {
+                    warnings.push(format!(
+                        "handler {id} was left pending by an interrupted run, but this plan \
+                         has no such handler: run it by hand if it is still needed"
+                    ));
+                }
+            }
+        }
         Engine {
             sys,
             plan,
-            journal: state_dir.filter(|_| !plan.check).map(|d| Journal::new(&d)),
+            journal: state_dir
+                .as_ref()
+                .filter(|_| !plan.check)
+                .map(|d| Journal::new(d)),
             run: RunState::default(),
             packages: None,
             failed: false,
-            notified: HashSet::new(),
-            warnings: Vec::new(),
+            notified,
+            pending_file: state_dir.filter(|_| !plan.check).map(|d| d.join(PENDING)),
+            warnings,
+        }
+    }
+
+    /// Writes the notified handlers down (or removes the file when none).
+    fn save_pending(&mut self) {
+        let Some(path) = &self.pending_file else {
+            return;
+        };
+        let result = if self.notified.is_empty() {
+            match std::fs::remove_file(path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            }
+        } else {
+            let mut ids: Vec<&String> = self.notified.iter().collect();
+            ids.sort();
+            serde_json::to_vec(&ids)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| {
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, bytes)?;
+                    std::fs::rename(&tmp, path)
+                })
+        };
+        if let Err(err) = result {
+            let warning = format!(
+                "cannot record pending handlers in {}: {err}",
+                path.display()
+            );
+            if !self.warnings.contains(&warning) {
+                self.warnings.push(warning);
+            }
         }
     }
 
@@ -66,9 +138,14 @@ impl<'a> Engine<'a> {
     /// known. Returns the warnings gathered on the way.
     pub fn run(mut self, emit: &mut dyn FnMut(Report)) -> Vec<String> {
         let plan = self.plan;
+        self.mark("run_started");
         for (index, role) in plan.roles.iter().enumerate() {
             for step in &role.resources {
-                let report = if self.failed {
+                // A package converged with the others before the failure
+                // is reported as what happened to it, not as skipped.
+                let batched = matches!(step.resource, Resource::Package(_))
+                    && matches!(self.packages, Some(Ok(_)));
+                let report = if self.failed && !batched {
                     skipped(&role.name, step)
                 } else {
                     self.step(&role.name, step, false)
@@ -80,13 +157,40 @@ impl<'a> Engine<'a> {
             }
             for done_role in &plan.roles[..=index] {
                 for handler in &done_role.handlers {
-                    if self.notified.remove(&handler.id) {
-                        emit(self.step(&done_role.name, handler, true));
+                    if self.notified.contains(&handler.id) {
+                        let report = self.step(&done_role.name, handler, true);
+                        // A handler that failed stays pending: the next run
+                        // tries it again.
+                        if report.status != Status::Failed {
+                            self.notified.remove(&handler.id);
+                            self.save_pending();
+                        }
+                        emit(report);
                     }
                 }
             }
         }
+        self.mark("run_finished");
         self.warnings
+    }
+
+    /// A journal line marking the start or end of the run.
+    fn mark(&mut self, event: &str) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let line = serde_json::json!({
+            "time": crate::clock::rfc3339(SystemTime::now()),
+            "run_id": self.plan.run_id,
+            "admin": self.plan.admin,
+            "event": event,
+        });
+        if let Err(err) = journal.append_value(&line) {
+            self.warnings.push(format!(
+                "cannot append to {}: {err}",
+                journal.path().display()
+            ));
+        }
     }
 
     fn step(&mut self, role: &str, step: &Step, handler: bool) -> Report {
@@ -109,8 +213,9 @@ impl<'a> Engine<'a> {
             Ok(outcome) => (Status::Changed, outcome, None),
             Err(error) => (Status::Failed, Outcome::default(), Some(error)),
         };
-        if status == Status::Changed {
+        if status == Status::Changed && !step.notify.is_empty() {
             self.notified.extend(step.notify.iter().cloned());
+            self.save_pending();
         }
         if status != Status::Ok {
             self.record(role, step, status, &outcome.changes, error.as_deref());
@@ -302,11 +407,71 @@ mod tests {
         );
         assert!(reports[4].handler);
         let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = journal
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let resources: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l["resource"].as_str())
+            .collect();
         assert_eq!(
-            journal.lines().count(),
-            4,
-            "a, b, c (failed) and h:\n{journal}"
+            resources,
+            ["base/a", "base/b", "base/c", "base/h"],
+            "{journal}"
         );
+        assert_eq!(lines[0]["event"], "run_started");
+        assert_eq!(lines[lines.len() - 1]["event"], "run_finished");
+        assert!(!dir.path().join(PENDING).exists(), "the handler ran");
+    }
+
+    #[test]
+    fn a_handler_that_did_not_run_runs_at_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = Recorder::new();
+        // The handler fails the first time (the run could as well have
+        // died): it stays pending.
+        sys.reply(&["echo", "h"], 1, "");
+        let first = plan(
+            false,
+            vec![RolePlan {
+                name: "base".into(),
+                resources: vec![step(
+                    "base/a",
+                    &["base/h"],
+                    r#"{"command":{"argv":["touch","a"]}}"#,
+                )],
+                handlers: vec![step("base/h", &[], r#"{"command":{"argv":["echo","h"]}}"#)],
+            }],
+        );
+        let reports = run(&sys, &first, dir.path());
+        assert_eq!(reports[1].status, Status::Failed);
+        let pending = std::fs::read_to_string(dir.path().join(PENDING)).unwrap();
+        assert_eq!(pending, r#"["base/h"]"#);
+
+        // Next run: nothing changes, but the pending handler runs.
+        let sys = Recorder::new();
+        let second = plan(
+            false,
+            vec![RolePlan {
+                name: "base".into(),
+                resources: vec![step(
+                    "base/a",
+                    &["base/h"],
+                    r#"{"command":{"argv":["touch","a"],"creates":"/"}}"#,
+                )],
+                handlers: vec![step("base/h", &[], r#"{"command":{"argv":["echo","h"]}}"#)],
+            }],
+        );
+        let mut reports = Vec::new();
+        let warnings =
+            Engine::new(&sys, &second, Some(dir.path().to_owned())).run(&mut |r| reports.push(r));
+        assert_eq!(sys.commands(), vec!["echo h"]);
+        assert!(
+            warnings[0].contains("left pending by an interrupted run"),
+            "{warnings:?}"
+        );
+        assert!(!dir.path().join(PENDING).exists());
     }
 
     #[test]

@@ -54,6 +54,18 @@ impl Journal {
         file.sync_data()
     }
 
+    /// Appends any JSON value as one line (run start and end marks).
+    pub fn append_value(&self, value: &serde_json::Value) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(value)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.write_all(&line)?;
+        file.sync_data()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

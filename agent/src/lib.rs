@@ -123,17 +123,19 @@ pub fn serve(
             dead.run_id, dead.admin, dead.pid, dead.started
         ));
     }
-    warnings.extend(remove_old_agents(state_dir));
-    eprintln!(
+    if !plan.check {
+        warnings.extend(remove_old_agents(state_dir));
+    }
+    log(&format!(
         "clou-agent {VERSION}: run {} by {}{}",
         plan.run_id,
         plan.admin,
         if plan.check { " (check mode)" } else { "" }
-    );
+    ));
     let engine = engine::Engine::new(sys, &plan, Some(state_dir.to_owned()));
     let mut failure = None;
     warnings.extend(engine.run(&mut |report| {
-        eprintln!("{} {:?}", report.id, report.status);
+        log(&format!("{} {:?}", report.id, report.status));
         if failure.is_none()
             && let Err(err) = send(&mut output, &Message::Report(report))
         {
@@ -149,6 +151,12 @@ pub fn serve(
         warnings,
     };
     send(&mut output, &Message::Done(done))
+}
+
+/// A log line on stderr. A controller that went away must not kill the
+/// agent halfway through a plan (eprintln! panics on a closed pipe).
+fn log(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn read_message(input: &mut impl BufRead) -> Result<Option<Message>, Error> {

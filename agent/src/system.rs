@@ -9,7 +9,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -168,9 +168,12 @@ pub trait System {
             .ok_or_else(|| invalid("a file path needs a file name"))?;
         let tmp = dir.join(temp_name(name));
         let result = (|| {
+            // Private until it has its owner and mode: the content may be
+            // a secret meant for one user.
             let mut file = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&tmp)?;
             file.write_all(content)?;
             std::os::unix::fs::fchown(&file, Some(perms.uid), Some(perms.gid))?;

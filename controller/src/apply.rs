@@ -36,7 +36,12 @@ pub struct Options {
     pub extra: Vec<String>,
     pub forks: usize,
     pub json: bool,
+    /// Seconds one host may take, 0 for the default.
+    pub timeout: u64,
 }
+
+/// How long one host may take by default: a big apt upgrade fits.
+pub const DEFAULT_TIMEOUT: u64 = 3600;
 
 /// How one host ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,8 +53,12 @@ pub struct HostSummary {
     pub skipped: u32,
     /// Why the host could not be reached or the plan not run.
     pub unreachable: Option<String>,
-    /// The agent refused the plan (lock held...).
+    /// The agent refused the plan (lock held...): nothing was done.
     pub refused: Option<String>,
+    /// The run broke off after the agent started (connection lost, agent
+    /// died, timeout): the host may be half-changed; its journal says what
+    /// was done.
+    pub aborted: Option<String>,
     pub warnings: Vec<String>,
     pub millis: u64,
 }
@@ -189,6 +198,9 @@ pub fn select_hosts(inventory: &Inventory, pattern: Option<&str>) -> anyhow::Res
         .filter(|h| (!any_positive || keep.contains(&h.name)) && !drop.contains(&h.name))
         .cloned()
         .collect();
+    if keep.is_empty() && drop.is_empty() {
+        anyhow::bail!("--limit {pattern:?} names no host: give host names, groups or globs");
+    }
     if hosts.is_empty() {
         anyhow::bail!("--limit {pattern:?} selects no host");
     }
@@ -225,6 +237,11 @@ pub fn execute(
         .map(|h| Target::for_host(inventory, h, &ssh_config))
         .collect();
     let forks = opts.forks.max(1);
+    let timeout = if opts.timeout == 0 {
+        DEFAULT_TIMEOUT
+    } else {
+        opts.timeout
+    };
     let started = Instant::now();
     let summaries = runtime.block_on(async {
         let (tx, rx) = mpsc::channel::<Update>(1024);
@@ -237,7 +254,7 @@ pub fn execute(
                 let Ok(_permit) = gate.acquire_owned().await else {
                     return;
                 };
-                let summary = converge_host(&target, keys, plan, &tx).await;
+                let summary = converge_host(&target, keys, plan, timeout, &tx).await;
                 let _ = tx.send(Update::Finished(summary)).await;
             });
         }
@@ -281,6 +298,7 @@ async fn converge_host(
     target: &Target,
     keys: Arc<HostKeys>,
     plan: Plan,
+    timeout_secs: u64,
     tx: &mpsc::Sender<Update>,
 ) -> HostSummary {
     let started = Instant::now();
@@ -303,8 +321,26 @@ async fn converge_host(
             return summary;
         }
     };
-    if let Err(err) = run_agent(&session, target, &plan, tx, &mut summary).await {
-        summary.unreachable = Some(format!("{err:#}"));
+    let timeout = Duration::from_secs(timeout_secs);
+    match tokio::time::timeout(
+        timeout,
+        run_agent(&session, target, &plan, tx, &mut summary),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            let reports = summary.ok + summary.changed + summary.failed + summary.skipped;
+            summary.aborted = Some(format!(
+                "{err:#}\n    ({reports} reports received; /var/lib/clou/journal.jsonl on the host lists what changed)"
+            ));
+        }
+        Err(_) => {
+            summary.aborted = Some(format!(
+                "no end after {timeout_secs} s (--timeout); the agent may still be working: \
+                 see /var/lib/clou/journal.jsonl on the host before running again"
+            ));
+        }
     }
     session.close().await;
     summary.millis = started.elapsed().as_millis() as u64;
@@ -532,21 +568,29 @@ async fn display(
                         "skipped": summary.skipped,
                         "unreachable": summary.unreachable,
                         "refused": summary.refused,
+                        "aborted": summary.aborted,
                         "warnings": summary.warnings,
                         "millis": summary.millis,
                         "converged": summary.converged(),
                     }));
                 } else {
                     if let Some(why) = &summary.unreachable {
-                        let _ =
-                            multi.println(format!("{:<width$}  UNREACHABLE  {why}", summary.host));
+                        say(
+                            &multi,
+                            format!("{:<width$}  UNREACHABLE  {why}", summary.host),
+                        );
                     }
                     if let Some(why) = &summary.refused {
                         say(&multi, format!("{:<width$}  REFUSED  {why}", summary.host));
                     }
+                    if let Some(why) = &summary.aborted {
+                        say(&multi, format!("{:<width$}  ABORTED  {why}", summary.host));
+                    }
                     for warning in &summary.warnings {
-                        let _ =
-                            multi.println(format!("{:<width$}  warning: {warning}", summary.host));
+                        say(
+                            &multi,
+                            format!("{:<width$}  warning: {warning}", summary.host),
+                        );
                     }
                 }
                 done.insert(summary.host.clone(), summary);
@@ -629,6 +673,8 @@ fn print_table(summaries: &[HostSummary], elapsed: Duration, check: bool) {
             "yes"
         } else if s.refused.is_some() {
             "refused"
+        } else if s.aborted.is_some() {
+            "aborted"
         } else {
             "-"
         };
@@ -712,6 +758,10 @@ mod tests {
         assert_eq!(select_hosts(&inv, Some("!web")).unwrap().len(), 7);
         let err = select_hosts(&inv, Some("wbe")).unwrap_err().to_string();
         assert!(err.contains("\"wbe\" is no host or group"), "{err}");
+        // An empty pattern (an unset shell variable) must not mean "all".
+        for empty in ["", " , "] {
+            assert!(select_hosts(&inv, Some(empty)).is_err(), "{empty:?}");
+        }
     }
 
     #[test]

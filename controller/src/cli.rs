@@ -61,6 +61,9 @@ pub struct ApplyArgs {
     /// One JSON object per event on stdout, instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Seconds one host may take before clou gives up on it (default 3600).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    pub timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,

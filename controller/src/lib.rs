@@ -66,6 +66,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 extra: args.extra,
                 forks: args.forks,
                 json: args.json,
+                timeout: args.timeout,
             };
             apply::run(&path, &opts)
         }

@@ -115,19 +115,24 @@ impl<'a> Planner<'a> {
         }
         named.extend(host.roles.iter().cloned());
         let wanted_by = format!("{}: host {}", self.inventory.path.display(), host.name);
-        let mut roles = self.roles.expand(&named, &wanted_by).map_err(err)?;
-        if let Some(only) = only {
-            for name in only {
-                self.roles.get(name, "--roles").map_err(err)?;
-            }
-            let keep = self.roles.expand(only, "--roles").map_err(err)?;
-            roles.retain(|r| keep.contains(r));
-        }
+        let roles = self.roles.expand(&named, &wanted_by).map_err(err)?;
+        // Vars (and `host.roles`) come from every role of the host, so that
+        // a run limited to some roles renders them exactly as a full run.
         let defaults: Vec<(String, &BTreeMap<String, Value>)> = roles
             .iter()
             .map(|r| (r.clone(), &self.roles.roles[r].defaults))
             .collect();
         let vars = vars::merge(self.inventory, host, &roles, &defaults, extra);
+        let roles = match only {
+            None => roles,
+            Some(only) => {
+                for name in only {
+                    self.roles.get(name, "--roles").map_err(err)?;
+                }
+                let keep = self.roles.expand(only, "--roles").map_err(err)?;
+                roles.into_iter().filter(|r| keep.contains(r)).collect()
+            }
+        };
         Ok(HostVars { roles, vars })
     }
 
@@ -158,8 +163,13 @@ impl<'a> Planner<'a> {
             };
             for item in &role.resources {
                 for step in builder.steps(item, None)? {
-                    let key = format!("{}:{}", step.resource.kind(), step.resource.subject());
                     let at = role.at(item.line);
+                    // A secret command's argv is not its name anywhere.
+                    let key = if step.sensitive {
+                        step.id.clone()
+                    } else {
+                        format!("{}:{}", step.resource.kind(), step.resource.subject())
+                    };
                     if let Some(first) = seen.insert(key.clone(), at.clone()) {
                         return Err(PlanError {
                             where_: at,
@@ -174,6 +184,22 @@ impl<'a> Planner<'a> {
                 }
             }
             for (handler_name, item) in &role.handlers {
+                for field in ["for_each", "id"] {
+                    if item.fields.contains_key(field) {
+                        return Err(builder.error(
+                            item.line,
+                            format!("handler {handler_name:?}: a handler cannot have `{field}`"),
+                            Some("a handler is one resource, named by its key under `handlers:`"),
+                        ));
+                    }
+                }
+                if item.kind == "package" {
+                    return Err(builder.error(
+                        item.line,
+                        format!("handler {handler_name:?}: a package cannot be a handler"),
+                        Some("packages are converged together in one apt transaction; declare it under `resources:`"),
+                    ));
+                }
                 let mut steps = builder.steps(item, Some(handler_name))?;
                 plan.handlers.append(&mut steps);
             }
@@ -350,6 +376,22 @@ impl RoleBuilder<'_, '_> {
         let id = match (handler, explicit_id) {
             (Some(name), _) => format!("{}/{name}", self.role.name),
             (None, Some(id)) => format!("{}/{id}", self.role.name),
+            // The subject of a command is its argv, which may hold the
+            // secret: a sensitive one is named by its program and line.
+            (None, None) if sensitive => match &resource {
+                Resource::Command(spec) => format!(
+                    "{}/command:{}@{}",
+                    self.role.name,
+                    spec.argv.first().map(String::as_str).unwrap_or(""),
+                    line
+                ),
+                _ => format!(
+                    "{}/{}:{}",
+                    self.role.name,
+                    resource.kind(),
+                    resource.subject()
+                ),
+            },
             (None, None) => format!(
                 "{}/{}:{}",
                 self.role.name,
@@ -882,6 +924,30 @@ mod tests {
             err.contains("role.yaml:2: notify: no handler \"reload nginx\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_secret_command_is_not_named_by_its_arguments() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - command: {argv: [occ, user:add, --password, s3cret], sensitive: true, creates: /x}\n",
+        );
+        let plan = f.plan(WEB).unwrap();
+        assert_eq!(plan[0].resources[0].id, "base/command:occ@2");
+        assert!(plan[0].resources[0].sensitive);
+    }
+
+    #[test]
+    fn handlers_cannot_loop_or_install_packages() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "handlers:\n  h: {command: {argv: ['true']}, for_each: [a, b]}\n",
+        );
+        assert!(f.error(WEB).contains("a handler cannot have `for_each`"));
+        f.role("base", "handlers:\n  h: {package: {name: nginx}}\n");
+        assert!(f.error(WEB).contains("a package cannot be a handler"));
     }
 
     #[test]

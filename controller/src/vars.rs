@@ -158,9 +158,9 @@ pub fn check_reserved(inventory: &Inventory) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `-e key=value` arguments. The value is read as YAML, so
-/// `-e port=2222` is a number, `-e debug=true` a boolean and
-/// `-e 'admins=[camille]'` a list; anything else is a string.
+/// Parses `-e key=value` arguments: `-e port=2222` is a number,
+/// `-e debug=true` a boolean, `-e 'admins=[camille]'` a list; anything
+/// else is a string (see `extra_value`).
 pub fn parse_extra(args: &[String]) -> Result<BTreeMap<String, Value>, String> {
     let mut out = BTreeMap::new();
     for arg in args {
@@ -178,15 +178,36 @@ pub fn parse_extra(args: &[String]) -> Result<BTreeMap<String, Value>, String> {
         if RESERVED.contains(&key) {
             return Err(format!("-e {arg:?}: {key:?} is reserved by clou"));
         }
-        let value = crate::yaml::parse_yaml::<Value>(Path::new("-e"), text)
-            .ok()
-            .filter(|v| !v.is_null() || text.trim() == "null")
-            // `a: b` is a YAML mapping, but on a command line it is text.
-            .filter(|v| !v.is_object() || text.trim_start().starts_with('{'))
-            .unwrap_or_else(|| Value::String(text.to_owned()));
-        out.insert(key.to_owned(), value);
+        out.insert(key.to_owned(), extra_value(text));
     }
     Ok(out)
+}
+
+/// A `-e` value: `true`/`false`, a whole number without leading zeros, a
+/// YAML flow list `[a, b]` or mapping `{a: 1}`; anything else stays the
+/// text it is (so `29.10` is a version, not the number 29.1, and `0644`
+/// keeps its zero).
+fn extra_value(text: &str) -> Value {
+    let t = text.trim();
+    match t {
+        "true" => return Value::Bool(true),
+        "false" => return Value::Bool(false),
+        _ => {}
+    }
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && let Ok(n) = t.parse::<i64>()
+    {
+        return Value::from(n);
+    }
+    if (t.starts_with('[') || t.starts_with('{'))
+        && let Ok(v) = crate::yaml::parse_yaml::<Value>(Path::new("-e"), t)
+    {
+        return v;
+    }
+    Value::String(text.to_owned())
 }
 
 #[cfg(test)]
@@ -271,6 +292,11 @@ hosts:
         assert_eq!(extra["admins"], json!(["camille", "dominique"]));
         assert_eq!(extra["motd"], json!("Bonjour: les Racines"));
         assert_eq!(extra["empty"], json!(""));
+        let versions =
+            parse_extra(&["v=29.10".into(), "mode=0644".into(), "neg=-3".into()]).unwrap();
+        assert_eq!(versions["v"], json!("29.10"), "a version is text");
+        assert_eq!(versions["mode"], json!("0644"));
+        assert_eq!(versions["neg"], json!(-3));
         assert!(
             parse_extra(&["novalue".into()])
                 .unwrap_err()

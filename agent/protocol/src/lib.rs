@@ -77,7 +77,7 @@ pub struct Plan {
     /// Who runs it (`user@machine` of the controller), for the journal.
     pub admin: String,
     /// Check mode: compute and report differences, change nothing.
-    #[serde(default)]
+    /// Required: a plan never means "apply" by omission.
     pub check: bool,
     /// Send a unified diff with every content change (never for secrets).
     #[serde(default)]

@@ -35,13 +35,13 @@ impl Kind for CommandSpec {
         }
         if let Some(unless) = &self.unless {
             let guard = build(self, unless, "unless")?;
-            if ctx.run(&guard)?.success() {
+            if ctx.run(&guard).map_err(|e| hide(ctx, &guard, e))?.success() {
                 return Ok(Differences::none());
             }
         }
         if let Some(onlyif) = &self.onlyif {
             let guard = build(self, onlyif, "onlyif")?;
-            if !ctx.run(&guard)?.success() {
+            if !ctx.run(&guard).map_err(|e| hide(ctx, &guard, e))?.success() {
                 return Ok(Differences::none());
             }
         }

@@ -97,6 +97,15 @@ impl SshConfig {
                         options: Vec::new(),
                     });
                 }
+                "proxycommand" | "hostkeyalias" | "userknownhostsfile" | "globalknownhostsfile" => {
+                    tracing::warn!(
+                        "~/.ssh/config: `{key}` is not supported by clou (ignored); \
+                         clou uses ProxyJump and inventory/known_hosts"
+                    );
+                    if let Some(block) = blocks.last_mut() {
+                        block.options.push((key, value));
+                    }
+                }
                 "include" => {
                     tracing::warn!(
                         "~/.ssh/config: `Include {value}` is not supported by clou; skipping it"

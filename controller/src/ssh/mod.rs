@@ -107,8 +107,9 @@ impl Target {
             name: host.name.clone(),
             address: cfg.hostname.clone().unwrap_or_else(|| host.address.clone()),
             port,
+            // A `User` from ~/.ssh/config that is not root needs sudo too.
+            sudo: sudo || user != "root",
             user,
-            sudo,
             identities,
             use_agent: true,
             jumps,
