@@ -53,6 +53,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         a_stopped_host_is_unreachable_and_the_others_converge,
     ),
     (
+        "apply::ssh_config_and_proxy_jump_are_honoured",
+        ssh_config_and_proxy_jump_are_honoured,
+    ),
+    (
         "apply::bad_input_contacts_no_host",
         bad_input_contacts_no_host,
     ),
@@ -377,12 +381,26 @@ fn a_host_with_no_known_key_is_refused_without_connecting() -> Result<(), Failed
     let original = std::fs::read_to_string(&known_hosts)?;
     let without: String = original
         .lines()
-        .filter(|l| l.split_whitespace().next() != Some(charlie.as_str()))
+        .filter(|l| {
+            !l.split_whitespace()
+                .next()
+                .is_some_and(|hosts| hosts.split(',').any(|h| h == charlie))
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     assert_ne!(without, original, "the lab records charlie's key");
-    std::fs::write(&known_hosts, &without)?;
     let journal = lab.ssh_ok("charlie", "wc -l < /var/lib/clou/journal.jsonl");
+    std::fs::write(&known_hosts, &without)?;
+    // Whatever happens below, the next tests get the lab's known_hosts back.
+    struct Restore(std::path::PathBuf, String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = std::fs::write(&self.0, &self.1);
+            }
+        }
+    }
+    let _restore = Restore(known_hosts.clone(), original.clone());
 
     let run = lab.apply(&["--json", "-e", "stamp=unknown-key"]);
     run.expect_code(1);
@@ -544,6 +562,78 @@ fn a_stopped_host_is_unreachable_and_the_others_converge() -> Result<(), Failed>
     // Bring charlie back for the tests after this one.
     lab.clou_ok(&["lab", "up"]);
     lab.apply(&[]).expect_code(0);
+    Ok(())
+}
+
+/// A production-like run: a plain inventory (no lab overlay), the admin's
+/// ~/.ssh/config with an IdentityFile and a ProxyJump through alpha, and
+/// host keys from the repository's inventory/known_hosts.
+fn ssh_config_and_proxy_jump_are_honoured() -> Result<(), Failed> {
+    let lab = lab()?;
+    let alpha = lab.lab.host("alpha").map_err(|e| e.to_string())?.address;
+    let bravo = lab.lab.host("bravo").map_err(|e| e.to_string())?.address;
+    let key = lab.lab.dir().join("ssh/id_ed25519");
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh"))?;
+    std::fs::write(
+        home.join(".ssh/config"),
+        format!(
+            "Host {bravo}\n    ProxyJump root@{alpha}\n    IdentityFile {key}\n\n\
+             Host {alpha}\n    IdentityFile {key}\n",
+            key = key.display()
+        ),
+    )?;
+    std::fs::create_dir_all(dir.path().join("inventory"))?;
+    std::fs::copy(
+        lab.lab.dir().join("known_hosts"),
+        dir.path().join("inventory/known_hosts"),
+    )?;
+    let workspace = clou_tests::workspace_root();
+    let text = std::fs::read_to_string(&lab.inventory)?
+        .replace(
+            "roles_path: [../roles, ../../roles]",
+            &format!(
+                "roles_path: [{}, {}]",
+                workspace.join("tests/roles").display(),
+                workspace.join("roles").display()
+            ),
+        )
+        .replace("192.0.2.101", &alpha.to_string())
+        .replace("192.0.2.102", &bravo.to_string());
+    let inventory = dir.path().join("inventory/test.yaml");
+    std::fs::write(&inventory, text)?;
+    let out = Command::new(&lab.clou)
+        .env("HOME", &home)
+        .env_remove("SSH_AUTH_SOCK")
+        .args([
+            "apply",
+            "--json",
+            "--limit",
+            "bravo",
+            "-e",
+            "stamp=jumped",
+            "--inventory",
+        ])
+        .arg(&inventory)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.ssh_ok("bravo", "cat /etc/clou-e2e/stamp"), "jumped\n");
+    // bravo saw clou come from alpha, not from this machine.
+    let log = lab.ssh_ok(
+        "bravo",
+        "journalctl -u ssh --since '-2min' --no-pager -o cat | grep 'Accepted publickey' || true",
+    );
+    assert!(
+        log.lines().any(|l| l.contains(&format!("from {alpha} "))),
+        "no login through alpha in:\n{log}"
+    );
+    lab.apply(&["--limit", "bravo"]).expect_code(0);
     Ok(())
 }
 
