@@ -44,14 +44,7 @@ impl Journal {
     /// Appends one entry. Each line is one `write` on an `O_APPEND` file,
     /// so lines never interleave.
     pub fn append(&self, entry: &Entry<'_>) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(entry)?;
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        file.write_all(&line)?;
-        file.sync_data()
+        self.append_value(&serde_json::to_value(entry)?)
     }
 
     /// Appends any JSON value as one line (run start and end marks).

@@ -50,9 +50,23 @@ impl Templates {
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("join", Box::new(join));
         registry.register_helper("default", Box::new(default));
-        registry.register_helper("upper", Box::new(upper));
-        registry.register_helper("lower", Box::new(lower));
-        registry.register_helper("json", Box::new(json));
+        let one_param = [
+            OneParam {
+                name: "upper",
+                map: |v| v.render().to_uppercase(),
+            },
+            OneParam {
+                name: "lower",
+                map: |v| v.render().to_lowercase(),
+            },
+            OneParam {
+                name: "json",
+                map: |v| v.to_string(),
+            },
+        ];
+        for helper in one_param {
+            registry.register_helper(helper.name, Box::new(helper));
+        }
         Templates { registry }
     }
 
@@ -167,46 +181,27 @@ fn default(
     Ok(())
 }
 
-fn upper(
-    h: &Helper<'_>,
-    _: &Handlebars<'_>,
-    _: &Context,
-    _: &mut RenderContext<'_, '_>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("upper", 0))?;
-    out.write(&value.value().render().to_uppercase())?;
-    Ok(())
+/// A helper that maps its one parameter to text (`upper`, `lower`, `json`).
+struct OneParam {
+    name: &'static str,
+    map: fn(&Value) -> String,
 }
 
-fn lower(
-    h: &Helper<'_>,
-    _: &Handlebars<'_>,
-    _: &Context,
-    _: &mut RenderContext<'_, '_>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("lower", 0))?;
-    out.write(&value.value().render().to_lowercase())?;
-    Ok(())
-}
-
-fn json(
-    h: &Helper<'_>,
-    _: &Handlebars<'_>,
-    _: &Context,
-    _: &mut RenderContext<'_, '_>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
-    out.write(&value.value().to_string())?;
-    Ok(())
+impl handlebars::HelperDef for OneParam {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let value = h
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex(self.name, 0))?;
+        out.write(&(self.map)(value.value()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

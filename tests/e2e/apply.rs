@@ -57,6 +57,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         ssh_config_and_proxy_jump_are_honoured,
     ),
     (
+        "apply::keys_of_the_ssh_agent_log_in",
+        keys_of_the_ssh_agent_log_in,
+    ),
+    (
         "apply::bad_input_contacts_no_host",
         bad_input_contacts_no_host,
     ),
@@ -635,6 +639,70 @@ fn ssh_config_and_proxy_jump_are_honoured() -> Result<(), Failed> {
     );
     lab.apply(&["--limit", "bravo"]).expect_code(0);
     Ok(())
+}
+
+/// No key file anywhere: the only key is in an ssh-agent.
+fn keys_of_the_ssh_agent_log_in() -> Result<(), Failed> {
+    let lab = lab()?;
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh"))?;
+    let socket = dir.path().join("agent.sock");
+    let agent = Command::new("ssh-agent").arg("-a").arg(&socket).output()?;
+    assert!(agent.status.success(), "cannot start ssh-agent");
+    let pid = String::from_utf8_lossy(&agent.stdout)
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap_or("")
+        .to_owned();
+    let added = Command::new("ssh-add")
+        .env("SSH_AUTH_SOCK", &socket)
+        .arg(lab.lab.dir().join("ssh/id_ed25519"))
+        .output()?;
+    let result = (|| -> Result<(), Failed> {
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        std::fs::create_dir_all(dir.path().join("inventory"))?;
+        std::fs::copy(
+            lab.lab.dir().join("known_hosts"),
+            dir.path().join("inventory/known_hosts"),
+        )?;
+        let workspace = clou_tests::workspace_root();
+        let alpha = lab.lab.host("alpha").map_err(|e| e.to_string())?.address;
+        let text = std::fs::read_to_string(&lab.inventory)?
+            .replace(
+                "roles_path: [../roles, ../../roles]",
+                &format!(
+                    "roles_path: [{}, {}]",
+                    workspace.join("tests/roles").display(),
+                    workspace.join("roles").display()
+                ),
+            )
+            .replace("192.0.2.101", &alpha.to_string());
+        let inventory = dir.path().join("inventory/test.yaml");
+        std::fs::write(&inventory, text)?;
+        let out = Command::new(&lab.clou)
+            .env("HOME", &home)
+            .env("SSH_AUTH_SOCK", &socket)
+            .args(["apply", "--json", "--limit", "alpha", "--inventory"])
+            .arg(&inventory)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    })();
+    if !pid.is_empty() {
+        let _ = Command::new("kill").arg(&pid).status();
+    }
+    result
 }
 
 fn bad_input_contacts_no_host() -> Result<(), Failed> {
