@@ -93,7 +93,10 @@ pub fn trust(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let key = runtime.block_on(ssh::fetch_host_key(&target))?;
+    let key = runtime.block_on(ssh::fetch_host_key(
+        &target,
+        std::sync::Arc::new(keys.clone()),
+    ))?;
     let offered = known_hosts::fingerprint(&key);
     let Some(fingerprint) = fingerprint else {
         println!(

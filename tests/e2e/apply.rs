@@ -89,6 +89,9 @@ fn first_apply_converges() -> Result<(), Failed> {
         let keys = lab.ssh_ok(host, "cat /home/camille/.ssh/authorized_keys; stat -c '%U %a' /home/camille/.ssh/authorized_keys");
         assert!(keys.contains("camille@girofle"), "{host}: {keys}");
         assert!(keys.contains("camille 600"), "{host}: {keys}");
+        // ... who may sudo without a password (keys only, no password).
+        let sudo = lab.ssh_ok(host, "sudo -l -U camille");
+        assert!(sudo.contains("(ALL : ALL) NOPASSWD: ALL"), "{host}: {sudo}");
         // The sshd drop-in is in force (sshd -T prints the effective config).
         let sshd = lab.ssh_ok(
             host,

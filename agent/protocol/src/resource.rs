@@ -115,6 +115,13 @@ pub struct FileSpec {
     /// Keep the previous content as `PATH.clou-TIMESTAMP` when replacing it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backup: bool,
+    /// A command that checks the new content before it replaces the old,
+    /// with `%s` standing for a temporary copy, e.g.
+    /// `[visudo, -c, -f, "%s"]` or `[sshd, -t, -f, "%s"]`. When it fails the
+    /// file is left as it was and the resource fails. (Not run in check
+    /// mode, which writes nothing.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Vec<String>>,
 }
 
 /// File content on the wire: text as is, anything else in base64.

@@ -14,7 +14,7 @@ use clou_protocol::resource::{Content, FileSpec, Mode, Presence};
 use sha2::{Digest, Sha256};
 
 use super::{Ctx, Differences, Error, Kind, absolute};
-use crate::system::{FileKind, Perms, Stat};
+use crate::system::{Cmd, FileKind, Perms, Stat};
 
 /// One difference between a file on the host and its spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,7 +218,7 @@ impl Kind for FileSpec {
                     .map_err(Error::io(format!("cannot remove {}", path.display())))?,
                 Change::Create { perms, .. } => {
                     let content = wanted_bytes(self)?.unwrap_or_default();
-                    write(ctx, path, &content, perms.perms()?)?;
+                    write_validated(self, ctx, path, &content, perms.perms()?)?;
                     content_written = true;
                 }
                 Change::Content { backup, .. } => {
@@ -229,7 +229,7 @@ impl Kind for FileSpec {
                     }
                     let content = wanted_bytes(self)?.unwrap_or_default();
                     // One atomic write gives content, owner and mode at once.
-                    write(ctx, path, &content, target_perms(&st, &attrs)?)?;
+                    write_validated(self, ctx, path, &content, target_perms(&st, &attrs)?)?;
                     content_written = true;
                 }
                 Change::Attr(_) => {}
@@ -491,6 +491,56 @@ pub fn write(ctx: &Ctx<'_>, path: &Path, content: &[u8], perms: Perms) -> Result
         .map_err(Error::io(format!("cannot write {}", path.display())))
 }
 
+/// Writes like [`write`], but first has `validate` check the new content
+/// in a temporary file beside the target; the target is only replaced (by
+/// a rename) when the check passes.
+fn write_validated(
+    spec: &FileSpec,
+    ctx: &Ctx<'_>,
+    path: &Path,
+    content: &[u8],
+    perms: Perms,
+) -> Result<(), Error> {
+    let Some(validate) = &spec.validate else {
+        return write(ctx, path, content, perms);
+    };
+    if validate.is_empty() || !validate.iter().any(|a| a.contains("%s")) {
+        return Err(Error::Invalid(format!(
+            "{}: `validate` must be a command with %s for the file to check, e.g. [visudo, -c, -f, \"%s\"]",
+            path.display()
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.clou-validate"));
+    write(ctx, &tmp, content, perms)?;
+    let tmp_text = tmp.display().to_string();
+    let cmd = Cmd::new(validate.iter().map(|a| a.replace("%s", &tmp_text)));
+    let checked = ctx.run(&cmd);
+    let result = match checked {
+        Ok(out) if out.success() => ctx.sys.rename(&tmp, path).map_err(Error::io(format!(
+            "cannot move the checked content to {}",
+            path.display()
+        ))),
+        Ok(out) => Err(Error::Invalid(format!(
+            "the new content of {} fails its check `{}` (exit {}), so the file was left as it was:\n{}",
+            path.display(),
+            validate.join(" "),
+            out.code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "signal".into()),
+            out.tail()
+        ))),
+        Err(err) => Err(err),
+    };
+    if result.is_err() {
+        let _ = ctx.sys.remove_file(&tmp);
+    }
+    result
+}
+
 fn vanished(path: &Path) -> Error {
     Error::Invalid(format!(
         "{} disappeared while clou was working on it; is something else changing it? Run again",
@@ -674,6 +724,7 @@ mod tests {
             group: None,
             mode: None,
             backup: false,
+            validate: None,
         }
     }
 
@@ -700,6 +751,34 @@ mod tests {
 
     fn mode_of(path: &Path) -> u32 {
         fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn content_that_fails_validate_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sudoers");
+        fs::write(&path, "good\n").unwrap();
+        // A real checker: grep fails when the content lacks "good".
+        let mut bad = spec(&path, "broken\n");
+        bad.validate = Some(vec!["grep".into(), "-q".into(), "good".into(), "%s".into()]);
+        let err = run(&bad, false, false).unwrap_err().to_string();
+        assert!(err.contains("fails its check `grep -q good %s`"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "good\n");
+        assert_eq!(
+            Host.list_dir(dir.path()).unwrap(),
+            vec!["sudoers"],
+            "no temporary left"
+        );
+
+        let mut good = spec(&path, "still good\n");
+        good.validate = bad.validate.clone();
+        run(&good, false, false).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "still good\n");
+
+        let mut no_placeholder = spec(&path, "x\n");
+        no_placeholder.validate = Some(vec!["true".into()]);
+        let err = run(&no_placeholder, false, false).unwrap_err().to_string();
+        assert!(err.contains("with %s"), "{err}");
     }
 
     #[test]

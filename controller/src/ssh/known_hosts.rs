@@ -33,6 +33,8 @@ pub enum Verdict {
     /// Recorded keys of the same type that differ: `file:line` and
     /// fingerprint of each.
     Changed(Vec<(String, String)>),
+    /// The key is marked `@revoked` at this `file:line`.
+    Revoked(String),
 }
 
 impl HostKeys {
@@ -81,6 +83,9 @@ impl HostKeys {
 
     /// Checks `key` presented by a host known as any of `names` on `port`.
     pub fn check(&self, names: &[&str], port: u16, key: &PublicKey) -> Verdict {
+        if let Some(at) = self.revoked(key) {
+            return Verdict::Revoked(at);
+        }
         let mut changed = Vec::new();
         let mut known = false;
         for file in &self.files {
@@ -106,6 +111,31 @@ impl HostKeys {
             (true, true) => Verdict::Known,
             (false, true) => Verdict::Unknown,
         }
+    }
+}
+
+impl HostKeys {
+    /// Where `key` is marked `@revoked`, if it is: a revoked key is refused
+    /// whatever other files say (russh's parser skips marker lines).
+    fn revoked(&self, key: &PublicKey) -> Option<String> {
+        for file in &self.files {
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            for (index, line) in text.lines().enumerate() {
+                let mut words = line.split_whitespace();
+                if words.next() != Some("@revoked") {
+                    continue;
+                }
+                let (_hosts, kind, base64) = (words.next(), words.next(), words.next());
+                if let (Some(kind), Some(base64)) = (kind, base64)
+                    && PublicKey::from_openssh(&format!("{kind} {base64}")).is_ok_and(|k| k == *key)
+                {
+                    return Some(format!("{}:{}", file.display(), index + 1));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -195,6 +225,24 @@ mod tests {
         assert!(hk.has_any(&["10.99.0.12"], 2222));
         assert!(!hk.has_any(&["10.99.0.12"], 22));
         assert!(!hk.has_any(&["10.99.0.13", "web"], 22));
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_even_when_recorded_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hk = keys(dir.path(), &format!("10.99.0.11 {KEY_A}\n"));
+        let other = dir.path().join("revocations");
+        std::fs::write(
+            &other,
+            format!("# revoked after the 2026 incident\n@revoked * {KEY_A}\n"),
+        )
+        .unwrap();
+        hk.files.push(other);
+        let verdict = hk.check(&["10.99.0.11"], 22, &key(KEY_A));
+        assert!(
+            matches!(&verdict, Verdict::Revoked(at) if at.ends_with("revocations:2")),
+            "{verdict:?}"
+        );
     }
 
     #[test]

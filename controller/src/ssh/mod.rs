@@ -168,6 +168,15 @@ pub enum ConnectError {
         address: String,
         files: String,
     },
+    #[error(
+        "the host key of {name} ({address}) is REVOKED ({at}): refusing it\n  \
+         hint: a revoked key must never be used again; reinstall the server's keys"
+    )]
+    RevokedKey {
+        name: String,
+        address: String,
+        at: String,
+    },
     #[error("ssh to {address} failed: {reason}")]
     Ssh { address: String, reason: String },
 }
@@ -320,6 +329,11 @@ pub fn connect<'a>(
                             .collect::<Vec<_>>()
                             .join(", "),
                     },
+                    Ok((_, Some(Verdict::Revoked(at)))) => ConnectError::RevokedKey {
+                        name: target.name.clone(),
+                        address: target.address.clone(),
+                        at,
+                    },
                     _ => match err {
                         russh::Error::IO(io) => unreachable(io.to_string()),
                         other => ConnectError::Ssh {
@@ -439,28 +453,54 @@ impl client::Handler for KeyGrabber {
 
 /// The host key a host offers, without logging in (for `clou hosts trust`,
 /// which records it only if it matches the fingerprint the admin checked).
-pub async fn fetch_host_key(target: &Target) -> Result<PublicKey, ConnectError> {
+pub async fn fetch_host_key(
+    target: &Target,
+    keys: Arc<HostKeys>,
+) -> Result<PublicKey, ConnectError> {
     let slot = Arc::new(Mutex::new(None));
     let grabber = KeyGrabber { key: slot.clone() };
-    let addr = (target.address.as_str(), target.port);
-    let result = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        client::connect(ssh_config(), addr, grabber),
-    )
-    .await;
-    if let Ok(Some(key)) = slot.lock().map(|mut s| s.take()) {
-        return Ok(key);
-    }
-    let reason = match result {
-        Err(_) => "no answer within 10 s".to_owned(),
-        Ok(Err(err)) => err.to_string(),
-        Ok(Ok(_)) => "the host offered no plain host key".to_owned(),
-    };
-    Err(ConnectError::Unreachable {
+    let unreachable = |reason: String| ConnectError::Unreachable {
         address: target.address.clone(),
         port: target.port,
         reason,
-    })
+    };
+    // Behind a jump host, ask through it (the jump host's own key must be
+    // known already: trust it first).
+    let mut _hop = None;
+    let result = if let Some((last, first)) = target.jumps.split_last() {
+        let hop = connect_chain(first, last, keys).await?;
+        let channel = hop
+            .handle
+            .channel_open_direct_tcpip(
+                target.address.clone(),
+                u32::from(target.port),
+                "127.0.0.1",
+                0,
+            )
+            .await
+            .map_err(|e| unreachable(format!("through {}: {e}", last.address)))?;
+        _hop = Some(hop);
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            client::connect_stream(ssh_config(), channel.into_stream(), grabber),
+        )
+        .await
+    } else {
+        let addr = (target.address.as_str(), target.port);
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            client::connect(ssh_config(), addr, grabber),
+        )
+        .await
+    };
+    if let Ok(Some(key)) = slot.lock().map(|mut s| s.take()) {
+        return Ok(key);
+    }
+    Err(unreachable(match result {
+        Err(_) => "no answer within 10 s".to_owned(),
+        Ok(Err(err)) => err.to_string(),
+        Ok(Ok(_)) => "the host offered no plain host key".to_owned(),
+    }))
 }
 
 /// What an exec channel sends back.
