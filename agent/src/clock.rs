@@ -57,4 +57,14 @@ mod tests {
         let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
         assert_eq!(rfc3339(leap), "2024-02-29T00:00:00Z");
     }
+
+    #[test]
+    fn compact_stamps_the_epoch_and_the_leap_day_of_a_400th_year() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(compact(t), "20231114T221320Z");
+        assert_eq!(compact(UNIX_EPOCH), "19700101T000000Z");
+        // 2000 is a leap year although a century: divisible by 400.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(compact(t), "20000229T000000Z");
+    }
 }

@@ -5,12 +5,25 @@
 //! - [`cli`]: the command line (clap derive).
 //! - [`yaml`]: the one function that reads YAML, with `file:line:col` errors.
 //! - [`inventory`]: hosts, groups and vars, validated.
+//! - [`role`]: roles read from `roles/NAME/role.yaml`, with line numbers.
+//! - [`vars`]: a host's vars merged by precedence, each with its origin.
+//! - [`template`]: handlebars in strict mode, without HTML escaping.
+//! - [`plan`]: inventory + roles -> each host's concrete plan (pure; any
+//!   error stops clou before it contacts a host).
+//! - [`ssh`]: russh connections with strict host keys, `~/.ssh/config`,
+//!   ProxyJump and exec channels.
+//! - [`agent_bin`]: the static agent embedded at build time.
+//! - [`apply`]: `clou apply`: plans sent to every host in parallel, the
+//!   agent's reports streamed back, progress and summary.
+//! - [`hosts`]: `clou inventory` and `clou hosts trust`.
 //! - [`lab`]: the rehearsal replica of the fleet, booted on this machine.
 //! - [`demo`]: what `clou demo` shows.
 //! - [`process`]: running local programs with errors that say what ran.
 //!
-//! `main` parses the command line and calls [`run`], which dispatches to
-//! the module of the command and turns its result into an exit code.
+//! Data flows one way: inventory and roles -> plans -> (SSH) -> agent ->
+//! reports -> summary. `main` parses the command line and calls [`run`],
+//! which dispatches to the module of the command and turns its result into
+//! an exit code.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -591,25 +591,7 @@ fn ssh_config_and_proxy_jump_are_honoured() -> Result<(), Failed> {
             key = key.display()
         ),
     )?;
-    std::fs::create_dir_all(dir.path().join("inventory"))?;
-    std::fs::copy(
-        lab.lab.dir().join("known_hosts"),
-        dir.path().join("inventory/known_hosts"),
-    )?;
-    let workspace = clou_tests::workspace_root();
-    let text = std::fs::read_to_string(&lab.inventory)?
-        .replace(
-            "roles_path: [../roles, ../../roles]",
-            &format!(
-                "roles_path: [{}, {}]",
-                workspace.join("tests/roles").display(),
-                workspace.join("roles").display()
-            ),
-        )
-        .replace("192.0.2.101", &alpha.to_string())
-        .replace("192.0.2.102", &bravo.to_string());
-    let inventory = dir.path().join("inventory/test.yaml");
-    std::fs::write(&inventory, text)?;
+    let inventory = lab.plain_inventory(dir.path())?;
     let out = Command::new(&lab.clou)
         .env("HOME", &home)
         .env_remove("SSH_AUTH_SOCK")
@@ -669,25 +651,7 @@ fn keys_of_the_ssh_agent_log_in() -> Result<(), Failed> {
             "{}",
             String::from_utf8_lossy(&added.stderr)
         );
-        std::fs::create_dir_all(dir.path().join("inventory"))?;
-        std::fs::copy(
-            lab.lab.dir().join("known_hosts"),
-            dir.path().join("inventory/known_hosts"),
-        )?;
-        let workspace = clou_tests::workspace_root();
-        let alpha = lab.lab.host("alpha").map_err(|e| e.to_string())?.address;
-        let text = std::fs::read_to_string(&lab.inventory)?
-            .replace(
-                "roles_path: [../roles, ../../roles]",
-                &format!(
-                    "roles_path: [{}, {}]",
-                    workspace.join("tests/roles").display(),
-                    workspace.join("roles").display()
-                ),
-            )
-            .replace("192.0.2.101", &alpha.to_string());
-        let inventory = dir.path().join("inventory/test.yaml");
-        std::fs::write(&inventory, text)?;
+        let inventory = lab.plain_inventory(dir.path())?;
         let out = Command::new(&lab.clou)
             .env("HOME", &home)
             .env("SSH_AUTH_SOCK", &socket)

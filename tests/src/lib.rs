@@ -167,6 +167,45 @@ systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"
         )
     }
 
+    /// Writes, under `dir`, a production-like copy of this lab's inventory:
+    /// a plain inventory (no lab overlay) with every host at its lab address,
+    /// absolute roles paths, and the lab's host keys as the repository's
+    /// `inventory/known_hosts`. Returns the inventory's path.
+    pub fn plain_inventory(&self, dir: &Path) -> Result<PathBuf, String> {
+        let io = |e: std::io::Error| e.to_string();
+        std::fs::create_dir_all(dir.join("inventory")).map_err(io)?;
+        std::fs::copy(
+            self.lab.dir().join("known_hosts"),
+            dir.join("inventory/known_hosts"),
+        )
+        .map_err(io)?;
+        let workspace = workspace_root();
+        let mut text = std::fs::read_to_string(&self.inventory)
+            .map_err(io)?
+            .replace(
+                "roles_path: [../roles, ../../roles]",
+                &format!(
+                    "roles_path: [{}, {}]",
+                    workspace.join("tests/roles").display(),
+                    workspace.join("roles").display()
+                ),
+            );
+        let state = self.state()?;
+        let production =
+            clou::inventory::Inventory::load(&self.inventory).map_err(|e| e.to_string())?;
+        for host in &state.hosts {
+            if let Some(prod) = production.host(&host.name) {
+                text = text.replace(
+                    &format!("address: {}\n", prod.address),
+                    &format!("address: {}\n", host.address),
+                );
+            }
+        }
+        let path = dir.join("inventory/test.yaml");
+        std::fs::write(&path, text).map_err(io)?;
+        Ok(path)
+    }
+
     /// Boots the lab from scratch.
     pub fn up_fresh(&self) -> Result<(), String> {
         let out = self.clou(&["lab", "up", "--fresh"]);

@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 
 use clou_protocol::resource::ArchiveSpec;
 
-use super::directory::{create_dir, missing_parents};
-use super::file::{NewPerms, read, sha256_hex, stat, write};
+use super::paths::{NewPerms, create_dir, missing_parents, read, sha256_hex, stat, write};
 use super::{Ctx, Differences, Error, Kind, absolute, command_failed};
 use crate::system::{Cmd, FileKind, Perms};
 

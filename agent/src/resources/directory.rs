@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clou_protocol::resource::{DirectorySpec, Presence};
 
-use super::file::{Attr, NewPerms, apply_attrs, attr_changes, stat};
+use super::paths::{Attr, NewPerms, apply_attrs, attr_changes, create_dir, missing_parents, stat};
 use super::{Ctx, Differences, Error, Kind, absolute};
 use crate::system::FileKind;
 
@@ -125,38 +125,6 @@ fn record(spec: &DirectorySpec, ctx: &mut Ctx<'_>) {
     if spec.state == Presence::Present {
         ctx.plan(format!("path:{}", Path::new(&spec.path).display()));
     }
-}
-
-/// Creates one directory with `perms`, the path in the error.
-pub fn create_dir(ctx: &Ctx<'_>, path: &Path, perms: &NewPerms) -> Result<(), Error> {
-    ctx.sys
-        .create_dir(path, perms.perms()?)
-        .map_err(Error::io(format!(
-            "cannot create directory {}",
-            path.display()
-        )))
-}
-
-/// The ancestors of `path` that do not exist, outermost first. Something
-/// other than a directory (or a link to one) on the way is an error.
-pub fn missing_parents(ctx: &Ctx<'_>, path: &Path) -> Result<Vec<PathBuf>, Error> {
-    let mut missing = Vec::new();
-    for ancestor in path.ancestors().skip(1) {
-        match stat(ctx, ancestor)? {
-            None => missing.push(ancestor.to_path_buf()),
-            Some(st) if matches!(st.kind, FileKind::Dir | FileKind::Symlink) => break,
-            Some(st) => {
-                return Err(Error::Invalid(format!(
-                    "cannot create {}: {} is {}, not a directory; move it away first",
-                    path.display(),
-                    ancestor.display(),
-                    st.kind.name()
-                )));
-            }
-        }
-    }
-    missing.reverse();
-    Ok(missing)
 }
 
 fn in_the_way(path: &Path, kind: FileKind) -> Error {

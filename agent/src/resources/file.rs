@@ -1,20 +1,19 @@
 //! The `file` resource: a regular file whose whole content, owner, group and
 //! mode the role decides (`/etc/motd`, a vhost, a systemd unit...).
-//!
-//! It also holds what the other path kinds (`directory`, `symlink`, `line`,
-//! `archive`) share: owner/group/mode changes, the parent-directory check,
-//! unified diffs and the systemd-unit bookkeeping.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine;
-use clou_protocol::resource::{Content, FileSpec, Mode, Presence};
-use sha2::{Digest, Sha256};
+use clou_protocol::resource::{Content, FileSpec, Presence};
 
+use super::paths::{
+    Attr, NewPerms, apply_attrs, attr_changes, check_parent, note_unit_change, perms_of, read,
+    sha256_hex, stat, target_perms, unified_diff, vanished, want_diff, write,
+};
 use super::{Ctx, Differences, Error, Kind, absolute};
-use crate::system::{Cmd, FileKind, Perms, Stat};
+use crate::system::{Cmd, FileKind, Perms};
 
 /// One difference between a file on the host and its spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,254 +243,7 @@ impl Kind for FileSpec {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Shared with the other path kinds.
-
-/// Owner, group and mode something new gets; ids are `None` only in check
-/// mode, for an account an earlier resource would create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewPerms {
-    pub owner: String,
-    pub uid: Option<u32>,
-    pub group: String,
-    pub gid: Option<u32>,
-    pub mode: Mode,
-}
-
-impl NewPerms {
-    /// The perms asked for, root:root and `default_mode` where not given.
-    pub fn resolve(
-        ctx: &Ctx<'_>,
-        owner: Option<&str>,
-        group: Option<&str>,
-        mode: Option<Mode>,
-        default_mode: u32,
-    ) -> Result<NewPerms, Error> {
-        let accounts = match (owner, group) {
-            (None, None) => None,
-            _ => Some(ctx.accounts()?),
-        };
-        let (owner, uid) = match (owner, &accounts) {
-            (Some(name), Some(acc)) => (name.to_owned(), ctx.uid(acc, name)?),
-            _ => ("root".to_owned(), Some(0)),
-        };
-        let (group, gid) = match (group, &accounts) {
-            (Some(name), Some(acc)) => (name.to_owned(), ctx.gid(acc, name)?),
-            _ => ("root".to_owned(), Some(0)),
-        };
-        Ok(NewPerms {
-            owner,
-            uid,
-            group,
-            gid,
-            mode: mode.unwrap_or(Mode(default_mode)),
-        })
-    }
-
-    /// root:root with `mode`.
-    pub fn root(mode: u32) -> NewPerms {
-        NewPerms {
-            owner: "root".to_owned(),
-            uid: Some(0),
-            group: "root".to_owned(),
-            gid: Some(0),
-            mode: Mode(mode),
-        }
-    }
-
-    /// The numeric perms, for applying.
-    pub fn perms(&self) -> Result<Perms, Error> {
-        Ok(Perms {
-            uid: known(self.uid, "user", &self.owner)?,
-            gid: known(self.gid, "group", &self.group)?,
-            mode: self.mode.0,
-        })
-    }
-}
-
-impl fmt::Display for NewPerms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{} {}", self.owner, self.group, self.mode)
-    }
-}
-
-/// A change of owner, group or mode of something that exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attr {
-    Owner {
-        from: String,
-        to: String,
-        uid: Option<u32>,
-    },
-    Group {
-        from: String,
-        to: String,
-        gid: Option<u32>,
-    },
-    Mode {
-        from: Mode,
-        to: Mode,
-    },
-}
-
-impl fmt::Display for Attr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Attr::Owner { from, to, .. } => write!(f, "owner {from} -> {to}"),
-            Attr::Group { from, to, .. } => write!(f, "group {from} -> {to}"),
-            Attr::Mode { from, to } => write!(f, "mode {from} -> {to}"),
-        }
-    }
-}
-
-/// What differs in owner, group and mode; only what the spec gives counts.
-pub fn attr_changes(
-    ctx: &Ctx<'_>,
-    stat: &Stat,
-    owner: Option<&str>,
-    group: Option<&str>,
-    mode: Option<Mode>,
-) -> Result<Vec<Attr>, Error> {
-    let mut changes = Vec::new();
-    if owner.is_some() || group.is_some() {
-        let accounts = ctx.accounts()?;
-        if let Some(name) = owner {
-            let uid = ctx.uid(&accounts, name)?;
-            if uid != Some(stat.uid) {
-                changes.push(Attr::Owner {
-                    from: accounts.user_name(stat.uid),
-                    to: name.to_owned(),
-                    uid,
-                });
-            }
-        }
-        if let Some(name) = group {
-            let gid = ctx.gid(&accounts, name)?;
-            if gid != Some(stat.gid) {
-                changes.push(Attr::Group {
-                    from: accounts.group_name(stat.gid),
-                    to: name.to_owned(),
-                    gid,
-                });
-            }
-        }
-    }
-    if let Some(mode) = mode
-        && mode.0 != stat.mode
-    {
-        changes.push(Attr::Mode {
-            from: Mode(stat.mode),
-            to: mode,
-        });
-    }
-    Ok(changes)
-}
-
-/// Applies owner, group and mode changes to an existing path whose state
-/// before was `stat`.
-pub fn apply_attrs(ctx: &Ctx<'_>, path: &Path, stat: &Stat, attrs: &[&Attr]) -> Result<(), Error> {
-    let target = target_perms(stat, attrs)?;
-    let chowned = target.uid != stat.uid || target.gid != stat.gid;
-    if chowned {
-        let uid = (target.uid != stat.uid).then_some(target.uid);
-        let gid = (target.gid != stat.gid).then_some(target.gid);
-        ctx.sys.chown(path, uid, gid).map_err(Error::io(format!(
-            "cannot change the owner of {}",
-            path.display()
-        )))?;
-    }
-    // chown clears the setuid and setgid bits: put them back.
-    if target.mode != stat.mode || (chowned && stat.mode & 0o6000 != 0) {
-        ctx.sys.chmod(path, target.mode).map_err(Error::io(format!(
-            "cannot change the mode of {}",
-            path.display()
-        )))?;
-    }
-    Ok(())
-}
-
-/// The perms `stat` ends with once `attrs` are applied.
-fn target_perms(stat: &Stat, attrs: &[&Attr]) -> Result<Perms, Error> {
-    let mut perms = perms_of(stat);
-    for attr in attrs {
-        match attr {
-            Attr::Owner { to, uid, .. } => perms.uid = known(*uid, "user", to)?,
-            Attr::Group { to, gid, .. } => perms.gid = known(*gid, "group", to)?,
-            Attr::Mode { to, .. } => perms.mode = to.0,
-        }
-    }
-    Ok(perms)
-}
-
-/// The perms a path has now.
-pub fn perms_of(stat: &Stat) -> Perms {
-    Perms {
-        uid: stat.uid,
-        gid: stat.gid,
-        mode: stat.mode,
-    }
-}
-
-/// An id resolved in differences; unknown only in check mode (which never
-/// applies), so this error means the account vanished in between.
-fn known(id: Option<u32>, what: &str, name: &str) -> Result<u32, Error> {
-    id.ok_or_else(|| {
-        Error::Invalid(format!(
-            "{what} {name:?} does not exist on this host; declare a `{what}` resource before this one"
-        ))
-    })
-}
-
-/// Fails when the parent directory of `path` is missing, unless (in check
-/// mode) an earlier resource would create it. `noun` names what needs it
-/// ("file", "link").
-pub fn check_parent(ctx: &Ctx<'_>, path: &Path, noun: &str) -> Result<(), Error> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    match stat(ctx, parent)? {
-        // A symlinked parent (/lib on merged-/usr) is fine: writing follows it.
-        Some(st) if matches!(st.kind, FileKind::Dir | FileKind::Symlink) => Ok(()),
-        Some(st) => Err(Error::Invalid(format!(
-            "the parent of {} is {}, not a directory: {}",
-            path.display(),
-            st.kind.name(),
-            parent.display()
-        ))),
-        None if ctx.path_planned(parent) => Ok(()),
-        None => Err(Error::Invalid(format!(
-            "parent directory {} does not exist; declare a directory resource before this {noun}",
-            parent.display()
-        ))),
-    }
-}
-
-/// `lstat` with the path in the error.
-pub fn stat(ctx: &Ctx<'_>, path: &Path) -> Result<Option<Stat>, Error> {
-    match ctx.sys.stat(path) {
-        // An ancestor is a file: nothing is there, and the parent checks
-        // say which ancestor is in the way.
-        Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
-        other => other.map_err(Error::io(format!("cannot inspect {}", path.display()))),
-    }
-}
-
-/// Reads a file that must exist.
-pub fn read(ctx: &Ctx<'_>, path: &Path) -> Result<Vec<u8>, Error> {
-    ctx.sys
-        .read(path)
-        .map_err(Error::io(format!("cannot read {}", path.display())))?
-        .ok_or_else(|| vanished(path))
-}
-
-/// Writes a file atomically, with the path in the error.
-pub fn write(ctx: &Ctx<'_>, path: &Path, content: &[u8], perms: Perms) -> Result<(), Error> {
-    ctx.sys
-        .write_atomic(path, content, perms)
-        .map_err(Error::io(format!("cannot write {}", path.display())))
-}
-
-/// Writes like [`write`], but first has `validate` check the new content
+/// Writes like [`write()`], but first has `validate` check the new content
 /// in a temporary file beside the target; the target is only replaced (by
 /// a rename) when the check passes.
 fn write_validated(
@@ -541,48 +293,9 @@ fn write_validated(
     result
 }
 
-fn vanished(path: &Path) -> Error {
-    Error::Invalid(format!(
-        "{} disappeared while clou was working on it; is something else changing it? Run again",
-        path.display()
-    ))
-}
-
-/// Whether a content diff may be shown.
-pub fn want_diff(ctx: &Ctx<'_>) -> bool {
-    ctx.want_diff && !ctx.sensitive
-}
-
-/// A unified diff from the host's content to the planned one.
-pub fn unified_diff(path: &Path, old: &[u8], new: &[u8]) -> String {
-    match (std::str::from_utf8(old), std::str::from_utf8(new)) {
-        (Ok(old), Ok(new)) => similar::TextDiff::from_lines(old, new)
-            .unified_diff()
-            .context_radius(3)
-            .header(
-                &format!("{} (on host)", path.display()),
-                &format!("{} (planned)", path.display()),
-            )
-            .to_string(),
-        _ => format!(
-            "binary content differs ({} -> {} bytes)\n",
-            old.len(),
-            new.len()
-        ),
-    }
-}
-
 /// `sha256:` and the first 8 hex digits, enough to tell versions apart.
 pub fn short_hash(bytes: &[u8]) -> String {
     format!("sha256:{}", &sha256_hex(bytes)[..8])
-}
-
-/// The full SHA-256 in lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A size in words: `empty`, `12 lines` or `512 bytes` (binary).
@@ -621,49 +334,10 @@ fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// A content change of `path` may concern a systemd unit: then
-/// `daemon-reload` must run before the next service, and (when the file
-/// stays) the unit counts as planned for later resources.
-pub fn note_unit_change(ctx: &mut Ctx<'_>, path: &Path, present: bool) {
-    if let Some(unit) = unit_name(path) {
-        ctx.run.units_changed = true;
-        if present {
-            ctx.plan(format!("unit:{unit}"));
-        }
-    }
-}
-
-/// The unit a path under a systemd unit directory belongs to, without
-/// `.service`: `nginx` for `/etc/systemd/system/nginx.service` and for
-/// `/etc/systemd/system/nginx.service.d/limits.conf`.
-pub fn unit_name(path: &Path) -> Option<String> {
-    const UNIT_DIRS: [&str; 3] = [
-        "/etc/systemd/system",
-        "/lib/systemd/system",
-        "/usr/lib/systemd/system",
-    ];
-    let rest = UNIT_DIRS
-        .iter()
-        .find_map(|dir| path.strip_prefix(dir).ok())?;
-    let parts: Vec<String> = rest
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let unit = match parts.as_slice() {
-        [file] => file.clone(),
-        [dir, _] if dir.ends_with(".d") => dir.trim_end_matches(".d").to_owned(),
-        // `x.target.wants/y.service` and the like: the file is a unit.
-        [_, file] => file.clone(),
-        _ => return None,
-    };
-    let unit = unit.strip_suffix(".service").unwrap_or(&unit).to_owned();
-    (!unit.is_empty()).then_some(unit)
-}
-
 /// `PATH.clou-YYYYMMDDTHHMMSSZ` for `now`, with `-2`, `-3`... when several
 /// backups fall in the same second.
 fn backup_path(ctx: &Ctx<'_>, path: &Path, now: SystemTime) -> Result<PathBuf, Error> {
-    let base = format!("{}.clou-{}", path.display(), utc_stamp(now));
+    let base = format!("{}.clou-{}", path.display(), crate::clock::compact(now));
     let mut candidate = PathBuf::from(&base);
     let mut n = 1;
     while stat(ctx, &candidate)?.is_some() {
@@ -673,45 +347,15 @@ fn backup_path(ctx: &Ctx<'_>, path: &Path, now: SystemTime) -> Result<PathBuf, E
     Ok(candidate)
 }
 
-/// `YYYYMMDDTHHMMSSZ` in UTC.
-pub fn utc_stamp(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::time::Duration;
+
+    use clou_protocol::resource::Mode;
 
     use super::*;
+    use crate::resources::paths::unit_name;
     use crate::resources::{Outcome, RunState, converge};
     use crate::system::{Host, System};
 
@@ -1102,16 +746,6 @@ mod tests {
         record(&s, &mut ctx, &[created]);
         assert!(ctx.run.units_changed);
         assert!(ctx.planned("unit:clou-x"));
-    }
-
-    #[test]
-    fn timestamps_are_utc_civil_dates() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(utc_stamp(t), "20231114T221320Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        // A leap day.
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(utc_stamp(t), "20000229T000000Z");
     }
 
     #[test]

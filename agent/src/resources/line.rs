@@ -11,7 +11,7 @@ use std::path::Path;
 use clou_protocol::resource::{LineSpec, Presence};
 use regex_lite::Regex;
 
-use super::file::{
+use super::paths::{
     check_parent, note_unit_change, perms_of, read, stat, unified_diff, want_diff, write,
 };
 use super::{Ctx, Differences, Error, Kind, absolute};

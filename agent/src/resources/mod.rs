@@ -10,6 +10,9 @@
 //! Packages are the exception that proves the rule: all package resources of
 //! a plan form one [`package::Batch`], converged at the first of them in one
 //! apt transaction (the engine does that).
+//!
+//! What the path kinds share (owner, group and mode, parent directories,
+//! diffs, hashes) lives in [`paths`], which is not a kind.
 
 pub mod archive;
 pub mod command;
@@ -18,6 +21,7 @@ pub mod file;
 pub mod group;
 pub mod line;
 pub mod package;
+pub mod paths;
 pub mod service;
 pub mod symlink;
 pub mod user;

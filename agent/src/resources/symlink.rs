@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clou_protocol::resource::{Presence, SymlinkSpec};
 
-use super::file::{check_parent, stat};
+use super::paths::{check_parent, stat};
 use super::{Ctx, Differences, Error, Kind, absolute};
 use crate::system::FileKind;
 
