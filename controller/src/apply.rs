@@ -697,7 +697,7 @@ fn print_table(summaries: &[HostSummary], elapsed: Duration, check: bool) {
         summaries.len(),
         elapsed.as_secs_f64(),
         if check {
-            " (check mode: nothing was changed)"
+            " (check mode: no resource was changed)"
         } else {
             ""
         }
@@ -718,7 +718,14 @@ fn run_id() -> String {
 pub fn admin() -> String {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".into());
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
