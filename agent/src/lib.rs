@@ -25,6 +25,7 @@ pub mod clock;
 pub mod engine;
 pub mod journal;
 pub mod lock;
+pub mod probes;
 pub mod resources;
 pub mod system;
 

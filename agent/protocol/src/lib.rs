@@ -14,6 +14,9 @@
 //! 3. The agent streams one [`Report`] per resource as it goes, then one
 //!    [`Done`]; or one [`Refused`] if it cannot start (lock held, ...).
 //!
+//! Instead of a plan, the controller may send a [`CheckRequest`]; the
+//! agent then answers with one [`HealthReport`] and changes nothing.
+//!
 //! The resource specs in [`resource`] are what a role author writes under
 //! each resource kind; their doc comments are the reference.
 //!
@@ -22,18 +25,20 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod health;
 pub mod resource;
 
 use serde::{Deserialize, Serialize};
 
+pub use health::{CheckRequest, Finding, HealthReport, Severity};
 pub use resource::Resource;
 
 /// Version of the wire protocol. Bumped on any incompatible change; both
 /// sides refuse to go on when the versions differ.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// One line on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Message {
     /// The opening handshake, sent first by both sides.
@@ -46,6 +51,10 @@ pub enum Message {
     Done(Done),
     /// Agent to controller: the plan was not started (last message).
     Refused(Refused),
+    /// Controller to agent, instead of a plan: look at the host's health.
+    Check(CheckRequest),
+    /// Agent to controller: what the health check found (last message).
+    Health(HealthReport),
 }
 
 /// The opening handshake.
@@ -185,7 +194,7 @@ mod tests {
     fn hello_round_trips_as_one_json_line() {
         let msg = Message::Hello(Hello::current("0.1.0"));
         let line = serde_json::to_string(&msg).expect("serialise");
-        assert_eq!(line, r#"{"type":"hello","protocol":2,"version":"0.1.0"}"#);
+        assert_eq!(line, r#"{"type":"hello","protocol":3,"version":"0.1.0"}"#);
         let back: Message = serde_json::from_str(&line).expect("parse");
         assert_eq!(back, msg);
     }
