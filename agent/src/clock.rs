@@ -15,6 +15,25 @@ pub fn compact(time: SystemTime) -> String {
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian, UTC).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    // The inverse of `civil` (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch of `time`.
+pub fn unix(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Year, month, day, hour, minute, second of a time, in UTC.
 fn civil(time: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let secs = time
@@ -46,6 +65,14 @@ fn civil(time: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn days_from_civil_inverts_civil() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2024, 2, 29) * 86_400, 1_709_164_800);
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_615_387);
+        assert_eq!(days_from_civil(2026, 11, 25), unix(t) / 86_400);
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -150,6 +150,15 @@ pub trait System {
         }
     }
 
+    /// When a file was last modified, `None` when it does not exist.
+    fn modified(&self, path: &Path) -> io::Result<Option<std::time::SystemTime>> {
+        match fs::metadata(path) {
+            Ok(meta) => meta.modified().map(Some),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Where a symbolic link points.
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         fs::read_link(path)
