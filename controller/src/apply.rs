@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clou_protocol::{Hello, Message, Plan, Report, Status};
+use clou_protocol::{Message, Plan, Report, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
@@ -23,8 +23,9 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::agent_bin;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Planner;
+use crate::remote::{self, AgentEvent};
 use crate::role::Roles;
-use crate::ssh::{self, Event, Target, config::SshConfig, known_hosts::HostKeys};
+use crate::ssh::{self, Target, config::SshConfig, known_hosts::HostKeys};
 
 /// What `clou apply` was asked.
 #[derive(Debug, Clone, Default)]
@@ -244,7 +245,7 @@ pub fn execute(
     };
     let started = Instant::now();
     let summaries = runtime.block_on(async {
-        let (tx, rx) = mpsc::channel::<Update>(1024);
+        let (tx, rx) = mpsc::unbounded_channel::<Update>();
         let gate = Arc::new(Semaphore::new(forks));
         for (target, plan) in targets.into_iter().zip(plans) {
             let tx = tx.clone();
@@ -255,7 +256,7 @@ pub fn execute(
                     return;
                 };
                 let summary = converge_host(&target, keys, plan, timeout, &tx).await;
-                let _ = tx.send(Update::Finished(summary)).await;
+                let _ = tx.send(Update::Finished(summary));
             });
         }
         drop(tx);
@@ -267,39 +268,12 @@ pub fn execute(
     Ok(summaries)
 }
 
-/// The shell script that checks the agent by hash and runs it; exit 97
-/// says "upload it first". Only constants and a hex digest go in it.
-fn run_script() -> String {
-    let sha = agent_bin::sha256();
-    let path = agent_bin::remote_path();
-    format!(
-        "f={path}; if [ -x \"$f\" ] && echo \"{sha}  $f\" | sha256sum --check --status 2>/dev/null; \
-         then exec \"$f\" serve; fi; echo 'clou: no valid agent {sha}' >&2; exit 97"
-    )
-}
-
-/// The script that receives the agent on stdin, checks its hash and puts
-/// it in place atomically.
-fn upload_script() -> String {
-    let sha = agent_bin::sha256();
-    let dir = agent_bin::clou_agent_state_dir();
-    let path = agent_bin::remote_path();
-    format!(
-        "set -e; umask 077; mkdir -p {dir}; chmod 700 {dir}; t=$(mktemp {dir}/.upload.XXXXXX); \
-         trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; \
-         echo \"{sha}  $t\" | sha256sum --check --status || {{ echo 'clou: the uploaded agent is corrupt' >&2; exit 1; }}; \
-         chmod 700 \"$t\"; mv -f \"$t\" {path}; trap - EXIT"
-    )
-}
-
-const AGENT_MISSING: u32 = 97;
-
 async fn converge_host(
     target: &Target,
     keys: Arc<HostKeys>,
     plan: Plan,
     timeout_secs: u64,
-    tx: &mpsc::Sender<Update>,
+    tx: &mpsc::UnboundedSender<Update>,
 ) -> HostSummary {
     let started = Instant::now();
     let mut summary = HostSummary {
@@ -307,12 +281,10 @@ async fn converge_host(
         ..HostSummary::default()
     };
     let total = plan.roles.iter().map(|r| r.resources.len()).sum();
-    let _ = tx
-        .send(Update::Started {
-            host: target.name.clone(),
-            total,
-        })
-        .await;
+    let _ = tx.send(Update::Started {
+        host: target.name.clone(),
+        total,
+    });
     let session = match ssh::connect(target, keys).await {
         Ok(session) => session,
         Err(err) => {
@@ -351,149 +323,58 @@ async fn run_agent(
     session: &ssh::Session,
     target: &Target,
     plan: &Plan,
-    tx: &mpsc::Sender<Update>,
+    tx: &mpsc::UnboundedSender<Update>,
     summary: &mut HostSummary,
 ) -> anyhow::Result<()> {
     let host = target.name.clone();
-    let hello = line(&Message::Hello(Hello::current(crate::VERSION)))?;
-    for attempt in 0..2 {
-        let mut exec = session.exec(&ssh::as_root(target, &run_script())).await?;
-        exec.send(hello.clone()).await;
-        let mut stderr_tail: Vec<String> = Vec::new();
-        let mut said_hello = false;
-        let mut finished = false;
-        while let Some(event) = exec.events.recv().await {
-            match event {
-                Event::Stderr(text) => {
-                    let _ = tx
-                        .send(Update::Log {
-                            host: host.clone(),
-                            line: text.clone(),
-                        })
-                        .await;
-                    stderr_tail.push(text);
-                    if stderr_tail.len() > 8 {
-                        stderr_tail.remove(0);
-                    }
-                }
-                Event::Stdout(text) => {
-                    let message: Message = serde_json::from_str(&text).with_context(|| {
-                        format!(
-                            "the agent on {host} sent something that is not a message: {text:?}"
-                        )
-                    })?;
-                    match message {
-                        Message::Hello(theirs) if !said_hello => {
-                            if theirs.protocol != clou_protocol::PROTOCOL_VERSION {
-                                anyhow::bail!(
-                                    "the agent on {host} speaks protocol {}, clou speaks {}",
-                                    theirs.protocol,
-                                    clou_protocol::PROTOCOL_VERSION
-                                );
-                            }
-                            said_hello = true;
-                            exec.send(line(&Message::Plan(plan.clone()))?).await;
-                            exec.close().await;
-                        }
-                        Message::Report(report) => {
-                            match report.status {
-                                Status::Ok => summary.ok += 1,
-                                Status::Changed => summary.changed += 1,
-                                Status::Failed => summary.failed += 1,
-                                Status::Skipped => summary.skipped += 1,
-                            }
-                            let _ = tx
-                                .send(Update::Report {
-                                    host: host.clone(),
-                                    report,
-                                })
-                                .await;
-                        }
-                        Message::Done(done) => {
-                            summary.warnings = done.warnings;
-                            finished = true;
-                        }
-                        Message::Refused(refused) => {
-                            summary.refused = Some(refused.reason);
-                            finished = true;
-                        }
-                        other => anyhow::bail!("the agent on {host} sent an unexpected {other:?}"),
-                    }
-                }
-                Event::Exit(code) => {
-                    if finished {
-                        return Ok(());
-                    }
-                    if code == Some(AGENT_MISSING) && !said_hello && attempt == 0 {
-                        let _ = tx.send(Update::Uploading { host: host.clone() }).await;
-                        upload(session, target).await?;
-                        break;
-                    }
-                    anyhow::bail!(
-                        "the agent on {host} stopped before finishing (exit {}){}",
-                        code.map(|c| c.to_string())
-                            .unwrap_or_else(|| "unknown".into()),
-                        if stderr_tail.is_empty() {
-                            String::new()
-                        } else {
-                            format!(":\n    {}", stderr_tail.join("\n    "))
-                        }
-                    );
-                }
+    let request = Message::Plan(plan.clone());
+    let is_last = |m: &Message| matches!(m, Message::Done(_) | Message::Refused(_));
+    let mut unexpected = None;
+    remote::exchange(
+        session,
+        target,
+        &request,
+        is_last,
+        &mut |event| match event {
+            AgentEvent::Uploading => {
+                let _ = tx.send(Update::Uploading { host: host.clone() });
             }
-        }
-        if finished {
-            return Ok(());
-        }
-    }
-    anyhow::bail!("the agent on {host} could not be started after uploading it")
-}
-
-async fn upload(session: &ssh::Session, target: &Target) -> anyhow::Result<()> {
-    let mut exec = session
-        .exec(&ssh::as_root(target, &upload_script()))
-        .await?;
-    for chunk in agent_bin::BYTES.chunks(32 * 1024) {
-        if !exec.send(chunk.to_vec()).await {
-            break;
-        }
-    }
-    exec.close().await;
-    let mut errors = Vec::new();
-    while let Some(event) = exec.events.recv().await {
-        match event {
-            Event::Stderr(text) | Event::Stdout(text) => errors.push(text),
-            Event::Exit(Some(0)) => return Ok(()),
-            Event::Exit(code) => {
-                anyhow::bail!(
-                    "uploading the agent to {} failed (exit {code:?}): {}{}",
-                    target.name,
-                    errors.join(" "),
-                    if target.sudo {
-                        "\n  hint: the SSH user needs passwordless sudo (sudo -n)"
-                    } else {
-                        ""
-                    }
-                );
+            AgentEvent::Log(line) => {
+                let _ = tx.send(Update::Log {
+                    host: host.clone(),
+                    line,
+                });
             }
-        }
-    }
-    anyhow::bail!(
-        "the connection to {} closed during the agent upload",
-        target.name
+            AgentEvent::Message(Message::Report(report)) => {
+                match report.status {
+                    Status::Ok => summary.ok += 1,
+                    Status::Changed => summary.changed += 1,
+                    Status::Failed => summary.failed += 1,
+                    Status::Skipped => summary.skipped += 1,
+                }
+                let _ = tx.send(Update::Report {
+                    host: host.clone(),
+                    report,
+                });
+            }
+            AgentEvent::Message(Message::Done(done)) => summary.warnings = done.warnings,
+            AgentEvent::Message(Message::Refused(refused)) => {
+                summary.refused = Some(refused.reason)
+            }
+            AgentEvent::Message(other) => unexpected = Some(format!("{other:?}")),
+        },
     )
-}
-
-fn line(message: &Message) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec(message)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+    .await?;
+    if let Some(other) = unexpected {
+        anyhow::bail!("the agent on {host} sent an unexpected {other}");
+    }
+    Ok(())
 }
 
 /// Shows progress and changes as they come; returns the summaries in
 /// inventory order.
 async fn display(
-    mut rx: mpsc::Receiver<Update>,
+    mut rx: mpsc::UnboundedReceiver<Update>,
     hosts: &[Host],
     opts: &Options,
 ) -> Vec<HostSummary> {
@@ -769,15 +650,5 @@ mod tests {
         for empty in ["", " , "] {
             assert!(select_hosts(&inv, Some(empty)).is_err(), "{empty:?}");
         }
-    }
-
-    #[test]
-    fn scripts_carry_only_constants_and_the_digest() {
-        let run = run_script();
-        assert!(run.contains(agent_bin::sha256()));
-        assert!(run.contains("exit 97"));
-        let upload = upload_script();
-        assert!(upload.contains("sha256sum --check"));
-        assert!(upload.contains("mv -f"));
     }
 }

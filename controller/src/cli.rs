@@ -24,6 +24,9 @@ pub enum Command {
     /// Converges hosts to their roles: every host in parallel, one SSH
     /// connection each.
     Apply(ApplyArgs),
+    /// Every host's health: disks, arrays, filesystems, services; or
+    /// everything about one host.
+    Status(StatusArgs),
     /// Lists hosts and groups, or shows one host's roles and merged vars
     /// with where each value comes from.
     Inventory(InventoryArgs),
@@ -65,6 +68,23 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
+    #[arg(long = "in-lab")]
+    pub in_lab: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// Everything about this host, each disk's identity and figures included.
+    pub host: Option<String>,
+    /// Only these hosts (as apply's --limit).
+    #[arg(long, short = 'l')]
+    pub limit: Option<String>,
+    /// One JSON object per host on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Look at the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,
 }

@@ -13,8 +13,11 @@
 //! - [`ssh`]: russh connections with strict host keys, `~/.ssh/config`,
 //!   ProxyJump and exec channels.
 //! - [`agent_bin`]: the static agent embedded at build time.
+//! - [`remote`]: running the agent on a host (upload when missing, hello,
+//!   one request, its answers streamed back).
 //! - [`apply`]: `clou apply`: plans sent to every host in parallel, the
 //!   agent's reports streamed back, progress and summary.
+//! - [`status`]: `clou status`: every host's health at a glance.
 //! - [`hosts`]: `clou inventory` and `clou hosts trust`.
 //! - [`lab`]: the rehearsal replica of the fleet, booted on this machine.
 //! - [`demo`]: what `clou demo` shows.
@@ -36,8 +39,10 @@ pub mod inventory;
 pub mod lab;
 pub mod plan;
 pub mod process;
+pub mod remote;
 pub mod role;
 pub mod ssh;
+pub mod status;
 pub mod template;
 pub mod vars;
 pub mod yaml;
@@ -82,6 +87,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 timeout: args.timeout,
             };
             apply::run(&path, &opts)
+        }
+        Command::Status(args) => {
+            let path = inventory_path(&args.select, args.in_lab)?;
+            let opts = status::Options {
+                host: args.host,
+                limit: args.limit,
+                json: args.json,
+            };
+            status::run(&path, &opts)
         }
         Command::Inventory(args) => {
             let inventory = load_inventory(&args.select)?;
