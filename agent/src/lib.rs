@@ -11,6 +11,8 @@
 //!   records every change on the host.
 //! - [`engine`] runs a plan: resources in order, packages in one apt
 //!   transaction, handlers at the end of roles.
+//! - [`probes`] look at the host's health (disks, arrays, filesystems,
+//!   services...) when the controller sends a check instead of a plan.
 //! - [`resources`] holds one file per resource kind behind one trait;
 //!   [`system`] is the only seam to the operating system; [`accounts`]
 //!   reads users and groups without NSS (the binary is static).
@@ -98,6 +100,11 @@ pub fn serve(
     send(&mut output, &Message::Hello(Hello::current(VERSION)))?;
     let plan = match read_message(&mut input)? {
         Some(Message::Plan(plan)) => plan,
+        // A health check reads and changes nothing: no lock, no journal.
+        Some(Message::Check(request)) => {
+            let report = probes::check(sys, &request.settings);
+            return send(&mut output, &Message::Health(report));
+        }
         // A controller that only checks the agent says hello and leaves.
         None => return Ok(()),
         Some(_) => return Err(Error::NoPlan),
