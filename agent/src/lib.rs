@@ -23,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod accounts;
+pub mod alert;
 pub mod clock;
 pub mod engine;
 pub mod journal;
@@ -30,6 +31,7 @@ pub mod lock;
 pub mod probes;
 pub mod resources;
 pub mod system;
+pub mod textfile;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -57,8 +59,12 @@ pub enum Error {
          upload the agent that matches the controller"
     )]
     ProtocolMismatch { ours: u32, theirs: u32 },
-    #[error("usage: clou-agent [--version | serve [--state-dir DIR]] (got {0:?})")]
+    #[error(
+        "usage: clou-agent [--version | serve [--state-dir DIR] | check [--config FILE] [--state-dir DIR]] (got {0:?})"
+    )]
     Usage(String),
+    #[error("cannot use the check configuration {path}: {why}")]
+    Config { path: String, why: String },
 }
 
 /// Runs the agent with its arguments (without the program name).
@@ -68,6 +74,19 @@ pub fn run(args: &[String], input: impl BufRead, output: impl Write) -> Result<E
             let mut output = output;
             writeln!(output, "clou-agent {VERSION} (protocol {PROTOCOL_VERSION})")?;
             Ok(ExitCode::SUCCESS)
+        }
+        Some("check") => {
+            let mut config = PathBuf::from("/etc/clou/check.json");
+            let mut state_dir = PathBuf::from(engine::STATE_DIR);
+            let mut rest = args[1..].iter();
+            while let Some(flag) = rest.next() {
+                match (flag.as_str(), rest.next()) {
+                    ("--config", Some(path)) => config = PathBuf::from(path),
+                    ("--state-dir", Some(dir)) => state_dir = PathBuf::from(dir),
+                    _ => return Err(Error::Usage(args.join(" "))),
+                }
+            }
+            check(&system::Host, &config, &state_dir)
         }
         Some("serve") | None => {
             let state_dir = match &args.get(1..).unwrap_or_default() {
@@ -79,6 +98,69 @@ pub fn run(args: &[String], input: impl BufRead, output: impl Write) -> Result<E
         }
         Some(other) => Err(Error::Usage(other.to_owned())),
     }
+}
+
+/// `clou-agent check`, run by a systemd timer: looks at the host's health,
+/// writes the metrics file, and posts an alert when the health changed.
+/// Exits 0 whatever it found (a critical disk is news, not a failure of
+/// the check); only a missing or broken configuration fails.
+pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Result<ExitCode, Error> {
+    let config_error = |why: String| Error::Config {
+        path: config.display().to_string(),
+        why,
+    };
+    let text = std::fs::read(config).map_err(|e| config_error(e.to_string()))?;
+    let config: clou_protocol::health::CheckConfig =
+        serde_json::from_slice(&text).map_err(|e| config_error(e.to_string()))?;
+    let report = probes::check(sys, &config.settings);
+    let now = clock::unix(SystemTime::now());
+    if let Some(dir) = &config.textfile_dir
+        && let Err(err) = textfile::write(Path::new(dir), &textfile::render(&report, now))
+    {
+        log(&format!(
+            "clou-agent check: cannot write {dir}/clou.prom: {err}"
+        ));
+    }
+    let state_path = state_dir.join("health-state.json");
+    let mut state = alert::State::load(&state_path);
+    let after = alert::snapshot(&report);
+    let lines = alert::changes(&state.findings, &after);
+    if !lines.is_empty() {
+        state.pending.push(alert::message(&config.host, &lines));
+    }
+    state.findings = after;
+    let mut sent = 0;
+    if let Some(url) = &config.webhook_url {
+        while let Some(message) = state.pending.first() {
+            match alert::post(url, message) {
+                Ok(()) => {
+                    state.pending.remove(0);
+                    sent += 1;
+                }
+                Err(why) => {
+                    log(&format!(
+                        "clou-agent check: alert not posted, kept for the next check: {why}"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    let _ = std::fs::create_dir_all(state_dir);
+    if let Err(err) = state.save(&state_path) {
+        log(&format!(
+            "clou-agent check: cannot save {}: {err}",
+            state_path.display()
+        ));
+    }
+    log(&format!(
+        "clou-agent check: {} ({} findings), {} changes, {sent} alerts posted, {} pending",
+        report.worst().label(),
+        report.findings.len(),
+        lines.len(),
+        state.pending.len()
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Speaks the wire protocol: hello both ways, then one plan.
@@ -133,6 +215,7 @@ pub fn serve(
     }
     if !plan.check {
         warnings.extend(remove_old_agents(state_dir));
+        warnings.extend(link_stable_name(state_dir));
     }
     log(&format!(
         "clou-agent {VERSION}: run {} by {}{}",
@@ -180,6 +263,28 @@ fn send(output: &mut impl Write, message: &Message) -> Result<(), Error> {
     output.write_all(b"\n")?;
     output.flush()?;
     Ok(())
+}
+
+/// Points `STATE_DIR/clou-agent` at the running agent, so that the health
+/// timer's unit has one path that always runs the latest uploaded build.
+fn link_stable_name(state_dir: &Path) -> Vec<String> {
+    let Ok(me) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let (Some(name), true) = (me.file_name(), me.parent() == Some(state_dir)) else {
+        return Vec::new();
+    };
+    let link = state_dir.join("clou-agent");
+    if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(name)) {
+        return Vec::new();
+    }
+    match system::System::symlink_atomic(&system::Host, Path::new(name), &link) {
+        Ok(()) => Vec::new(),
+        Err(err) => vec![format!(
+            "cannot point {} at this agent: {err}",
+            link.display()
+        )],
+    }
 }
 
 /// Removes agent binaries other than the running one from `state_dir`:
@@ -298,6 +403,161 @@ mod tests {
             ("base/command:true", Status::Ok)
         );
         assert!(matches!(msgs[2], Message::Done(_)));
+    }
+
+    /// A webhook receiver on loopback: records the body of every POST.
+    fn receiver() -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/secret-key", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read the headers, then exactly Content-Length bytes.
+                loop {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if data.len() >= end + 4 + length {
+                            let _ = tx.send(text[end + 4..].to_owned());
+                            break;
+                        }
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        (url, rx)
+    }
+
+    fn certificate(path: &Path, days: u32) {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ed25519",
+                "-nodes",
+                "-subj",
+                "/CN=wiki.girofle.example.org",
+            ])
+            .arg("-days")
+            .arg(days.to_string())
+            .arg("-keyout")
+            .arg(path.with_extension("key"))
+            .arg("-out")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn check_alerts_once_for_a_new_problem_and_once_when_it_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("wiki.pem");
+        certificate(&cert, 3);
+        let (url, posts) = receiver();
+        let config = dir.path().join("check.json");
+        let prom = dir.path().join("textfile");
+        std::fs::create_dir(&prom).unwrap();
+        std::fs::write(
+            &config,
+            serde_json::json!({
+                "host": "web",
+                "webhook_url": url,
+                "textfile_dir": prom,
+                "settings": {"certificates": [cert]}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let state = dir.path().join("state");
+        let wait = std::time::Duration::from_secs(5);
+
+        check(&system::Host, &config, &state).unwrap();
+        let first = posts.recv_timeout(wait).expect("a first alert");
+        assert!(
+            first.contains("**web**") && first.contains("CRIT tls"),
+            "{first}"
+        );
+        assert!(first.contains("expires in 2 days"), "{first}");
+        let metrics = std::fs::read_to_string(prom.join("clou.prom")).unwrap();
+        assert!(
+            metrics.contains("clou_health_severity{probe=\"tls\""),
+            "{metrics}"
+        );
+
+        check(&system::Host, &config, &state).unwrap();
+        assert!(
+            posts
+                .recv_timeout(std::time::Duration::from_millis(500))
+                .is_err(),
+            "no repeat"
+        );
+
+        certificate(&cert, 90);
+        check(&system::Host, &config, &state).unwrap();
+        let recovery = posts.recv_timeout(wait).expect("a recovery");
+        assert!(recovery.contains("recovered tls"), "{recovery}");
+        assert!(!recovery.contains("CRIT"), "{recovery}");
+    }
+
+    #[test]
+    fn an_alert_that_cannot_be_posted_waits_for_the_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("wiki.pem");
+        certificate(&cert, 3);
+        // Nothing listens on this port (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("check.json");
+        let write_config = |url: &str| {
+            std::fs::write(
+                &config,
+                serde_json::json!({"host": "web", "webhook_url": url, "settings": {"certificates": [cert]}}).to_string(),
+            )
+            .unwrap();
+        };
+        write_config(&format!("http://127.0.0.1:{port}/hooks/secret-key"));
+        let state = dir.path().join("state");
+        check(&system::Host, &config, &state).unwrap();
+        let kept = alert::State::load(&state.join("health-state.json"));
+        assert_eq!(kept.pending.len(), 1, "kept, not lost");
+
+        let (url, posts) = receiver();
+        write_config(&url);
+        check(&system::Host, &config, &state).unwrap();
+        let late = posts
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("posted late");
+        assert!(late.contains("CRIT tls"), "{late}");
+        assert!(
+            alert::State::load(&state.join("health-state.json"))
+                .pending
+                .is_empty()
+        );
     }
 
     #[test]

@@ -174,6 +174,26 @@ impl Default for Thresholds {
     }
 }
 
+/// What `clou-agent check` (run by a systemd timer on the host) reads from
+/// `/etc/clou/check.json`, which the base role writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// The host's name in alerts.
+    pub host: String,
+    /// What to check, as for `clou status`.
+    #[serde(default)]
+    pub settings: CheckSettings,
+    /// A Mattermost (or Slack-compatible) incoming webhook URL. It is a
+    /// secret: never logged, never in an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// node_exporter's textfile collector directory, where `clou.prom` is
+    /// written (none: no metrics file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub textfile_dir: Option<String>,
+}
+
 /// The controller's request for a health check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
