@@ -86,7 +86,7 @@ pub fn changes(
             recoveries.push(format!("recovered {key}: {how}"));
         }
     }
-    problems.sort_by(|a, b| b.0.cmp(&a.0));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.0));
     problems
         .into_iter()
         .map(|(_, line)| line)
