@@ -228,17 +228,21 @@ impl Kind for ServiceSpec {
     }
 }
 
-/// `nginx` -> `nginx.service`, refusing what systemctl would read as an
-/// option or another kind of unit.
+/// `nginx` -> `nginx.service`; a timer, socket or path unit keeps its
+/// suffix (`clou-check.timer`); refuses what systemctl would read as an
+/// option.
 fn unit_name(name: &str) -> Result<String, Error> {
-    let base = name.strip_suffix(".service").unwrap_or(name);
+    let (base, suffix) = [".service", ".timer", ".socket", ".path"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s).map(|b| (b, *s)))
+        .unwrap_or((name, ".service"));
     let valid = !base.is_empty()
         && !base.starts_with('-')
         && base
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
     if valid {
-        Ok(format!("{base}.service"))
+        Ok(format!("{base}{suffix}"))
     } else {
         Err(Error::Invalid(format!(
             "{name:?} is not a systemd service name (letters, digits and `:_.@-`, `.service` \
@@ -739,5 +743,7 @@ mod tests {
         }
         assert_eq!(unit_name("getty@tty1").unwrap(), "getty@tty1.service");
         assert_eq!(unit_name("ssh.service").unwrap(), "ssh.service");
+        assert_eq!(unit_name("clou-check.timer").unwrap(), "clou-check.timer");
+        assert!(unit_name(".timer").is_err());
     }
 }
