@@ -110,8 +110,13 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
         why,
     };
     let text = std::fs::read(config).map_err(|e| config_error(e.to_string()))?;
-    let config: clou_protocol::health::CheckConfig =
+    let mut config: clou_protocol::health::CheckConfig =
         serde_json::from_slice(&text).map_err(|e| config_error(e.to_string()))?;
+    for service in std::mem::take(&mut config.services) {
+        if !config.settings.services.contains(&service) {
+            config.settings.services.push(service);
+        }
+    }
     let report = probes::check(sys, &config.settings);
     let now = clock::unix(SystemTime::now());
     if let Some(dir) = &config.textfile_dir

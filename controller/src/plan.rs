@@ -122,7 +122,23 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|r| (r.clone(), &self.roles.roles[r].defaults))
             .collect();
-        let vars = vars::merge(self.inventory, host, &roles, &defaults, extra);
+        let mut vars = vars::merge(self.inventory, host, &roles, &defaults, extra);
+        // `host.services`: the services the host's roles keep running, for
+        // the health check (written as plain names in role.yaml).
+        let services: Vec<String> = roles
+            .iter()
+            .flat_map(|r| &self.roles.roles[r].resources)
+            .filter(|i| {
+                i.kind == "service"
+                    && i.fields.get("state").and_then(Value::as_str) == Some("running")
+            })
+            .filter_map(|i| i.fields.get("name").and_then(Value::as_str))
+            .filter(|n| !n.contains("{{") && is_service(n))
+            .map(str::to_owned)
+            .collect();
+        if let Some(Value::Object(host_var)) = vars.get_mut("host").map(|v| &mut v.value) {
+            host_var.insert("services".into(), Value::from(services));
+        }
         let roles = match only {
             None => roles,
             Some(only) => {
@@ -621,6 +637,14 @@ impl RoleBuilder<'_, '_> {
         }
         Ok(path.to_owned())
     }
+}
+
+/// A service unit's name (`nginx`, `nginx.service`), not a timer's or
+/// socket's.
+pub fn is_service(name: &str) -> bool {
+    ![".timer", ".socket", ".path"]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// `some.var` when `text` is exactly `{{ some.var }}`.

@@ -104,6 +104,7 @@ pub fn settings_for(
             for step in role.resources {
                 if let Resource::Service(spec) = step.resource
                     && spec.state == Some(ServiceState::Running)
+                    && crate::plan::is_service(&spec.name)
                     && !settings.services.contains(&spec.name)
                 {
                     settings.services.push(spec.name);

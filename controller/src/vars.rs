@@ -11,8 +11,8 @@
 //! 5. the command line (`-e key=value`).
 //!
 //! Two names are reserved and set by clou for templates: `host` (name,
-//! address, release, groups, roles of the host being rendered) and
-//! `inventory` (every host name by group).
+//! address, release, groups, roles and the services its roles keep
+//! running) and `inventory` (every host name by group).
 
 use std::collections::BTreeMap;
 use std::fmt;

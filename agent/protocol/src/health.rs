@@ -184,6 +184,10 @@ pub struct CheckConfig {
     /// What to check, as for `clou status`.
     #[serde(default)]
     pub settings: CheckSettings,
+    /// Services the host's roles keep running (added to
+    /// `settings.services`).
+    #[serde(default)]
+    pub services: Vec<String>,
     /// A Mattermost (or Slack-compatible) incoming webhook URL. It is a
     /// secret: never logged, never in an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
