@@ -13,6 +13,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 /// `clou apply`: converging the lab's hosts, checked over ssh.
 mod apply;
+/// `clou status` and the health timer: probes and alerts on the lab.
+mod health;
 /// `clou lab`: booting the replica, reaching its hosts, tearing it down.
 mod lab;
 
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     // The lab tests, then apply's on the same hosts, then the teardown.
     let mut tests: Vec<(&str, Test)> = lab::TESTS.to_vec();
     tests.extend_from_slice(apply::TESTS);
+    tests.extend_from_slice(health::TESTS);
     tests.extend_from_slice(lab::LAST);
     let trials = tests
         .into_iter()
