@@ -219,7 +219,7 @@ fn parse_array_line(line: &str) -> Option<Array> {
     if !name.starts_with("md") || name.contains(char::is_whitespace) {
         return None;
     }
-    let mut tokens = rest.split_whitespace().peekable();
+    let mut tokens = rest.split_whitespace();
     let active = match tokens.next()? {
         "active" => true,
         "inactive" => false,
@@ -550,19 +550,17 @@ fn parse_detail_row(detail: &mut MdadmDetail, row: &str) {
     }
     let slot = tokens[3].parse().ok();
     let (device, words) = match tokens.last() {
-        Some(last) if last.starts_with('/') => (Some((*last).to_owned()), &tokens[4..tokens.len() - 1]),
+        Some(last) if last.starts_with('/') => {
+            (Some((*last).to_owned()), &tokens[4..tokens.len() - 1])
+        }
         _ => (None, &tokens[4..]),
     };
     let state = words.join(" ");
-    if words.contains(&"removed") {
-        if let Some(slot) = slot {
-            detail.removed_slots.push(slot);
-        }
+    if let Some(slot) = slot.filter(|_| words.contains(&"removed")) {
+        detail.removed_slots.push(slot);
     }
-    if words.contains(&"faulty") {
-        if let Some(device) = &device {
-            detail.faulty.push(device.clone());
-        }
+    if let Some(device) = device.as_ref().filter(|_| words.contains(&"faulty")) {
+        detail.faulty.push(device.clone());
     }
     detail.members.push((slot, state, device));
 }
@@ -577,17 +575,17 @@ pub(crate) fn check(ctx: &ProbeCtx<'_>, proc_root: &Path, sys_root: &Path) -> Ve
                 PROBE,
                 "md",
                 Severity::Unknown,
-                format!(
-                    "cannot read {}: {err}",
-                    proc_root.join("mdstat").display()
-                ),
+                format!("cannot read {}: {err}", proc_root.join("mdstat").display()),
             )];
         }
     };
     let mut arrays = mdstat.as_deref().map(parse_mdstat).unwrap_or_default();
     // sysfs names the same arrays; one only there (mdstat unreadable in a
     // container, say) is still reported.
-    let names = ctx.sys.list_dir(&sys_root.join("block")).unwrap_or_default();
+    let names = ctx
+        .sys
+        .list_dir(&sys_root.join("block"))
+        .unwrap_or_default();
     for name in names.iter().filter(|n| n.starts_with("md")) {
         let Some(sysfs) = read_sysfs(ctx.sys, sys_root, name) else {
             continue;
@@ -625,10 +623,21 @@ fn mdadm_detail(sys: &dyn System, name: &str) -> Option<MdadmDetail> {
     parse_mdadm_detail(&out.stdout_text())
 }
 
-/// How a person finds a member: its /dev path (with the disk's identity
-/// once `Disks` can describe one).
-fn member_name(_ctx: &ProbeCtx<'_>, device: &str) -> String {
-    format!("/dev/{device}")
+/// How a person finds a member: its /dev path, and what `Disks` knows of
+/// the disk it is on (model, serial, by-id name), to pull the right one.
+fn member_name(ctx: &ProbeCtx<'_>, device: &str) -> String {
+    let dev = format!("/dev/{device}");
+    let summary = ctx.disks.identity(&dev).summary();
+    if summary.is_empty() {
+        dev
+    } else {
+        format!("{dev} ({summary})")
+    }
+}
+
+/// `it`/`them`, `is`/`are`: messages name one member or several.
+fn one_or_many<'a>(count: usize, one: &'a str, many: &'a str) -> &'a str {
+    if count == 1 { one } else { many }
 }
 
 /// One array's finding.
@@ -662,7 +671,13 @@ fn assess(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> Fi
         finding = finding.fact("members", names(array.members.iter().collect()));
     }
     let faulty = array.faulty();
-    if !faulty.is_empty() {
+    if let Some(first) = faulty.first() {
+        // The identity of the disk to pull, when there is one to pull.
+        if finding.severity > Severity::Ok {
+            finding = ctx
+                .disks
+                .add_facts(finding, &format!("/dev/{}", first.device));
+        }
         finding = finding.fact("faulty", names(faulty));
     }
     let spares = array.spares();
@@ -697,6 +712,12 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
         .iter()
         .map(|m| member_name(ctx, &m.device))
         .collect();
+    // As typed in commands.
+    let faulty_devs: Vec<String> = array
+        .faulty()
+        .iter()
+        .map(|m| format!("/dev/{}", m.device))
+        .collect();
     let dev = format!("/dev/{}", array.name);
 
     if !array.active {
@@ -725,8 +746,10 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
     }
 
     let mut notes: Vec<String> = Vec::new();
-    if let Some(mode) = &array.read_only {
-        notes.push(format!("{mode} until first written"));
+    match array.read_only.as_deref() {
+        Some("auto-read-only") => notes.push("auto-read-only until first written".to_owned()),
+        Some(mode) => notes.push(mode.to_owned()),
+        None => {}
     }
     let spares = array.spares();
     if !spares.is_empty() {
@@ -742,7 +765,10 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
                 .unwrap_or_default();
             format!("{working} of {disks} disks working{slots}")
         }
-        _ => format!("{} members", array.members.len()),
+        _ => {
+            let count = array.members.len();
+            format!("{count} {}", one_or_many(count, "member", "members"))
+        }
     };
     let tail = |notes: &[String]| {
         if notes.is_empty() {
@@ -758,7 +784,11 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
             format!(
                 "broken: a {level} has no redundancy and lost member {}: its data is gone \
                  unless that disk comes back; restore from backup",
-                if faulty.is_empty() { "a member".to_owned() } else { faulty.join(", ") }
+                if faulty.is_empty() {
+                    "a member".to_owned()
+                } else {
+                    faulty.join(", ")
+                }
             ),
         );
     }
@@ -779,9 +809,11 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
         }
         if !faulty.is_empty() {
             message += &format!(
-                "; {} failed: replace that disk (`mdadm {dev} --remove` it, then `--add` the \
-                 new one)",
-                faulty.join(", ")
+                "; {} failed: replace {} (`mdadm {dev} --remove {}`, then `mdadm {dev} --add` \
+                 the new disk)",
+                faulty.join(", "),
+                one_or_many(faulty.len(), "it", "them"),
+                faulty_devs.join(" ")
             );
             if let Some(progress) = progress(array) {
                 message += &format!("; meanwhile {progress}");
@@ -799,8 +831,10 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
             }
             match progress(array) {
                 Some(progress) => message += &format!("; {progress}"),
-                None => message += "; rebuild queued behind another array on the same disks \
-                                    (resync=DELAYED)",
+                None => {
+                    message += "; rebuild queued behind another array on the same disks \
+                                    (resync=DELAYED)"
+                }
             }
             message += "; no redundancy until it finishes";
             return (Severity::Warn, message + &tail(&notes));
@@ -811,20 +845,22 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
         return (Severity::Crit, message + &tail(&notes));
     }
 
-    if let Some(waiting) = &array.sync_waiting {
-        if waiting == "DELAYED" {
-            notes.push(
-                "a resync or check is queued behind another array on the same disks \
-                 (resync=DELAYED)"
-                    .to_owned(),
-            );
-        }
+    if array.sync_waiting.as_deref() == Some("DELAYED") {
+        notes.push(
+            "a resync or check is queued behind another array on the same disks \
+             (resync=DELAYED)"
+                .to_owned(),
+        );
     }
     if !faulty.is_empty() {
         let mut message = format!(
-            "{level} with {counts}, but {} is still listed as failed (F): remove it (`mdadm \
-             {dev} --remove`) and check that disk",
-            faulty.join(", ")
+            "{level} with {counts}, but {} {} still listed as failed (F): remove {} (`mdadm \
+             {dev} --remove {}`) and check {}",
+            faulty.join(", "),
+            one_or_many(faulty.len(), "is", "are"),
+            one_or_many(faulty.len(), "it", "them"),
+            faulty_devs.join(" "),
+            one_or_many(faulty.len(), "that disk", "those disks"),
         );
         if let Some(progress) = progress(array) {
             message += &format!("; {progress}");
@@ -851,7 +887,10 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
                 "{what}{}: not a fault",
                 progress_figures(sync).unwrap_or_default()
             ));
-            (Severity::Ok, format!("clean {level}: {counts}") + &tail(&notes))
+            (
+                Severity::Ok,
+                format!("clean {level}: {counts}") + &tail(&notes),
+            )
         }
         Some(sync) => {
             let why = match sync.action {
@@ -872,7 +911,10 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
             format!("{level} with {counts}, active (no redundancy: one failing disk loses it)")
                 + &tail(&notes),
         ),
-        None => (Severity::Ok, format!("clean {level}: {counts}") + &tail(&notes)),
+        None => (
+            Severity::Ok,
+            format!("clean {level}: {counts}") + &tail(&notes),
+        ),
     }
 }
 
@@ -979,7 +1021,9 @@ mod tests {
 
     #[test]
     fn clean_raid1_arrays_with_bitmaps_and_a_raid0_are_ok() {
-        let found = findings(mdstat!("raid1-clean-5-arrays-bitmap-centos6.check_raid.mdstat"));
+        let found = findings(mdstat!(
+            "raid1-clean-5-arrays-bitmap-centos6.check_raid.mdstat"
+        ));
         assert_eq!(
             severities(&found),
             [
@@ -1000,7 +1044,10 @@ mod tests {
     #[test]
     fn clean_raid1_and_raid0_over_nvme_are_ok() {
         let found = findings(mdstat!("raid1-clean-plus-raid0-nvme.pymdstat.mdstat"));
-        assert!(found.iter().all(|f| f.severity == Severity::Ok), "{found:#?}");
+        assert!(
+            found.iter().all(|f| f.severity == Severity::Ok),
+            "{found:#?}"
+        );
         assert_eq!(get(&found, "md126").facts["members"], "nvme0n1 nvme1n1");
         assert_eq!(get(&found, "md125").facts["level"], "raid0");
     }
@@ -1019,17 +1066,34 @@ mod tests {
         let found = findings(mdstat!("raid1-degraded-failed-member-F.pymdstat.mdstat"));
         let md1 = get(&found, "md1");
         assert_eq!(md1.severity, Severity::Crit);
-        assert!(md1.message.contains("4 of 6 disks working [_UUUU_]"), "{}", md1.message);
-        assert!(md1.message.contains("/dev/sde1 failed"), "{}", md1.message);
+        assert!(
+            md1.message.contains("4 of 6 disks working [_UUUU_]"),
+            "{}",
+            md1.message
+        );
+        assert!(
+            md1.message.contains(
+                "/dev/sde1 failed: replace it (`mdadm /dev/md1 --remove /dev/sde1`, then `mdadm /dev/md1 --add` the new disk)"
+            ),
+            "{}",
+            md1.message
+        );
         assert_eq!(md1.facts["faulty"], "sde1");
     }
 
     #[test]
     fn issue164_failed_member_while_counts_say_all_working_is_a_warning() {
-        let found = findings(mdstat!("raid1-failed-member-F-but-counts-UUUUU.check_raid.mdstat"));
+        let found = findings(mdstat!(
+            "raid1-failed-member-F-but-counts-UUUUU.check_raid.mdstat"
+        ));
         let md1 = get(&found, "md1");
         assert_eq!(md1.severity, Severity::Warn, "{}", md1.message);
-        assert!(md1.message.contains("/dev/sdh1 is still listed as failed"));
+        assert!(
+            md1.message
+                .contains("/dev/sdh1 is still listed as failed (F): remove it (`mdadm /dev/md1 --remove /dev/sdh1`)"),
+            "{}",
+            md1.message
+        );
         assert_eq!(get(&found, "md0").severity, Severity::Ok);
     }
 
@@ -1092,19 +1156,28 @@ mod tests {
         let found = findings(mdstat!("raid1-check-in-progress.check_raid.mdstat"));
         assert!(found.iter().all(|f| f.severity == Severity::Ok));
         let md2 = get(&found, "md2");
-        assert!(md2.message.contains("a scheduled check is running 98.3% done"));
+        assert!(
+            md2.message
+                .contains("a scheduled check is running 98.3% done")
+        );
         assert_eq!(md2.facts["sync_action"], "check");
     }
 
     #[test]
     fn pr77_check_and_delayed_resync_do_not_warn_but_are_mentioned() {
-        let found = findings(mdstat!("raid1-check-and-resync-delayed-bitmap.check_raid.mdstat"));
+        let found = findings(mdstat!(
+            "raid1-check-and-resync-delayed-bitmap.check_raid.mdstat"
+        ));
         assert_eq!(
             severities(&found),
             [("md1", Severity::Ok), ("md0", Severity::Ok)]
         );
         assert!(get(&found, "md1").message.contains("resync=DELAYED"));
-        assert!(get(&found, "md0").message.contains("check is running 6.4% done"));
+        assert!(
+            get(&found, "md0")
+                .message
+                .contains("check is running 6.4% done")
+        );
     }
 
     #[test]
@@ -1113,7 +1186,10 @@ mod tests {
         assert_eq!(found.len(), 1);
         let md0 = &found[0];
         assert_eq!(md0.severity, Severity::Crit);
-        assert!(md0.message.contains("degraded raid5: 2 of 3 disks working [U_U]"));
+        assert!(
+            md0.message
+                .contains("degraded raid5: 2 of 3 disks working [U_U]")
+        );
         assert!(md0.message.contains("/dev/sdc1 failed"));
     }
 
@@ -1122,7 +1198,10 @@ mod tests {
         let found = findings(mdstat!("raid5-degraded-recovering.pymdstat.mdstat"));
         let md = get(&found, "md127");
         assert_eq!(md.severity, Severity::Warn);
-        assert!(md.message.contains("recovery 12.6% done, about 2 h 08 min left"));
+        assert!(
+            md.message
+                .contains("recovery 12.6% done, about 2 h 08 min left")
+        );
         assert!(md.message.contains("no redundancy until it finishes"));
     }
 
@@ -1163,13 +1242,19 @@ mod tests {
         let found = findings(mdstat!("raid6-reshape-with-spares.check_raid.mdstat"));
         let md0 = &found[0];
         assert_eq!(md0.severity, Severity::Warn);
-        assert!(md0.message.contains("reshape 48.4% done"), "{}", md0.message);
+        assert!(
+            md0.message.contains("reshape 48.4% done"),
+            "{}",
+            md0.message
+        );
         assert_eq!(md0.facts["metadata"], "0.91");
     }
 
     #[test]
     fn inactive_array_of_spares_is_a_warning() {
-        let found = findings(mdstat!("raid1-clean-plus-inactive-all-spares.pymdstat.mdstat"));
+        let found = findings(mdstat!(
+            "raid1-clean-plus-inactive-all-spares.pymdstat.mdstat"
+        ));
         assert_eq!(
             severities(&found),
             [
@@ -1185,12 +1270,18 @@ mod tests {
 
     #[test]
     fn imsm_container_is_not_a_failed_array() {
-        let found = findings(mdstat!("raid1-imsm-external-metadata-container.check_raid.mdstat"));
+        let found = findings(mdstat!(
+            "raid1-imsm-external-metadata-container.check_raid.mdstat"
+        ));
         assert_eq!(
             severities(&found),
             [("md127", Severity::Ok), ("md0", Severity::Ok)]
         );
-        assert!(get(&found, "md0").message.contains("external:imsm metadata container"));
+        assert!(
+            get(&found, "md0")
+                .message
+                .contains("external:imsm metadata container")
+        );
         assert_eq!(get(&found, "md127").facts["metadata"], "external:/md0/0");
     }
 
@@ -1224,7 +1315,11 @@ mod tests {
         );
         assert!(get(&found, "md6").message.contains("/dev/sdb2 failed"));
         assert!(get(&found, "md6").message.contains("recovery 8.5% done"));
-        assert!(get(&found, "md201").message.contains("check is running 5.7% done"));
+        assert!(
+            get(&found, "md201")
+                .message
+                .contains("check is running 5.7% done")
+        );
         assert_eq!(get(&found, "md219").severity, Severity::Ok);
         let md3 = arrays.iter().find(|a| a.name == "md3").unwrap();
         assert_eq!((md3.raid_disks, md3.working), (Some(8), Some(8)));
@@ -1247,18 +1342,26 @@ mod tests {
         let detail = parse_mdadm_detail(mdadm!("mdadm-detail-raid1-clean.jc.txt")).unwrap();
         assert_eq!(detail.device, "/dev/md126");
         assert_eq!(detail.state, ["clean"]);
-        assert_eq!((detail.raid_devices, detail.active_devices), (Some(2), Some(2)));
+        assert_eq!(
+            (detail.raid_devices, detail.active_devices),
+            (Some(2), Some(2))
+        );
         assert!(!detail.degraded());
         assert_eq!(detail.members.len(), 2);
         assert_eq!(
             detail.members[0],
-            (Some(0), "active sync".to_owned(), Some("/dev/vda1".to_owned()))
+            (
+                Some(0),
+                "active sync".to_owned(),
+                Some("/dev/vda1".to_owned())
+            )
         );
     }
 
     #[test]
     fn mdadm_detail_degraded_with_a_faulty_member() {
-        let detail = parse_mdadm_detail(mdadm!("mdadm-detail-raid1-degraded-faulty.jc.txt")).unwrap();
+        let detail =
+            parse_mdadm_detail(mdadm!("mdadm-detail-raid1-degraded-faulty.jc.txt")).unwrap();
         assert_eq!(detail.state, ["clean", "degraded"]);
         assert_eq!(detail.failed_devices, Some(1));
         assert_eq!(detail.removed_slots, [1]);
@@ -1269,7 +1372,8 @@ mod tests {
     #[test]
     fn mdadm_detail_removed_member_is_degraded_though_no_device_failed() {
         let detail =
-            parse_mdadm_detail(mdadm!("mdadm-detail-raid1-degraded-member-removed.jc.txt")).unwrap();
+            parse_mdadm_detail(mdadm!("mdadm-detail-raid1-degraded-member-removed.jc.txt"))
+                .unwrap();
         assert_eq!(detail.failed_devices, Some(0));
         assert_eq!(detail.total_devices, Some(1));
         assert_eq!(detail.removed_slots, [1]);
@@ -1376,9 +1480,17 @@ mod tests {
         assert_eq!(md0.severity, Severity::Warn, "{}", md0.message);
         assert!(md0.message.contains("1 of 2 disks working"));
         assert!(md0.message.contains("rebuilding onto /dev/sda1"));
-        assert!(md0.message.contains("recovery 3.6% done"), "{}", md0.message);
+        assert!(
+            md0.message.contains("recovery 3.6% done"),
+            "{}",
+            md0.message
+        );
 
-        sysfs_array(&sys_root, "md0", &[("dev-sda1/state", "faulty"), ("sync_action", "idle")]);
+        sysfs_array(
+            &sys_root,
+            "md0",
+            &[("dev-sda1/state", "faulty"), ("sync_action", "idle")],
+        );
         let found = run_on(&sys, &dir.path().join("proc"), &sys_root);
         let md0 = get(&found, "md0");
         assert_eq!(md0.severity, Severity::Crit);
@@ -1406,11 +1518,22 @@ mod tests {
                 ("sync_action", "repair"),
             ],
         );
-        sysfs_array(&sys_root, "md9", &[("array_state", "inactive"), ("metadata_version", "external:imsm")]);
+        sysfs_array(
+            &sys_root,
+            "md9",
+            &[
+                ("array_state", "inactive"),
+                ("metadata_version", "external:imsm"),
+            ],
+        );
         let found = run_on(&Recorder::new(), &proc_root, &sys_root);
         let md2 = get(&found, "md2");
         assert_eq!(md2.severity, Severity::Ok);
-        assert!(md2.message.contains("a repair pass is running 11.2% done"), "{}", md2.message);
+        assert!(
+            md2.message.contains("a repair pass is running 11.2% done"),
+            "{}",
+            md2.message
+        );
         assert_eq!(get(&found, "md9").severity, Severity::Ok);
         assert_eq!(get(&found, "md1").severity, Severity::Warn);
     }
