@@ -119,8 +119,18 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
     }
     let report = probes::check(sys, &config.settings);
     let now = clock::unix(SystemTime::now());
+    let (peak_bytes, cpu_seconds) = own_usage(sys);
+    let mut metrics = textfile::render(&report, now);
+    metrics.push_str(&format!(
+        "# HELP clou_health_check_peak_memory_bytes Peak resident memory of the last check.\n\
+         # TYPE clou_health_check_peak_memory_bytes gauge\n\
+         clou_health_check_peak_memory_bytes {peak_bytes}\n\
+         # HELP clou_health_check_cpu_seconds CPU time the last check used.\n\
+         # TYPE clou_health_check_cpu_seconds gauge\n\
+         clou_health_check_cpu_seconds {cpu_seconds}\n"
+    ));
     if let Some(dir) = &config.textfile_dir
-        && let Err(err) = textfile::write(Path::new(dir), &textfile::render(&report, now))
+        && let Err(err) = textfile::write(Path::new(dir), &metrics)
     {
         log(&format!(
             "clou-agent check: cannot write {dir}/clou.prom: {err}"
@@ -159,13 +169,47 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
         ));
     }
     log(&format!(
-        "clou-agent check: {} ({} findings), {} changes, {sent} alerts posted, {} pending",
+        "clou-agent check: {} ({} findings), {} changes, {sent} alerts posted, {} pending; \
+         {} ms, peak memory {:.1} MB, cpu {cpu_seconds:.2} s",
         report.worst().label(),
         report.findings.len(),
         lines.len(),
-        state.pending.len()
+        state.pending.len(),
+        report.millis,
+        peak_bytes as f64 / 1e6
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's peak resident memory (bytes, `VmHWM`) and CPU time
+/// (seconds, user + system, children included), from /proc.
+fn own_usage(sys: &dyn system::System) -> (u64, f64) {
+    let read = |p: &str| {
+        sys.read(Path::new(p))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let peak_kb = read("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // After the command name in parentheses: utime, stime, cutime, cstime
+    // are fields 14 to 17, in clock ticks (100 per second on Linux).
+    let stat = read("/proc/self/stat");
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    (peak_kb * 1024, ticks as f64 / 100.0)
 }
 
 /// Speaks the wire protocol: hello both ways, then one plan.
