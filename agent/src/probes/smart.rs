@@ -792,47 +792,45 @@ fn ata_issues(
             Advice::Replace,
         ));
     }
-    // (attribute, fact, how to say it, severity for a count)
-    let counters: [(u32, &str, &str, fn(u64) -> Severity); 6] = [
-        (5, "reallocated", "reallocated sector", |n| {
-            if n >= REALLOCATED_CRIT {
-                Severity::Crit
-            } else {
-                Severity::Warn
-            }
-        }),
-        (197, "pending", "pending sector", |_| Severity::Crit),
+    // (attribute, fact, how to say it, critical from this count; below
+    // it, above 0 is a warning)
+    const COUNTERS: [(u32, &str, &str, u64); 6] = [
+        (5, "reallocated", "reallocated sector", REALLOCATED_CRIT),
+        (197, "pending", "pending sector", 1),
         (
             198,
             "offline_uncorrectable",
             "offline uncorrectable sector",
-            |_| Severity::Crit,
+            1,
         ),
         (
             187,
             "reported_uncorrect",
             "reported uncorrectable error",
-            |_| Severity::Warn,
+            u64::MAX,
         ),
-        (188, "command_timeout", "command timeout", |_| {
-            Severity::Warn
-        }),
-        (199, "udma_crc_errors", "UDMA CRC error", |_| Severity::Warn),
+        (188, "command_timeout", "command timeout", u64::MAX),
+        (199, "udma_crc_errors", "UDMA CRC error", u64::MAX),
     ];
-    for (id, fact, what, severity) in counters {
+    for (id, fact, what, crit_from) in COUNTERS {
         let Some(attr) = data.attribute(id) else {
             continue;
         };
         let n = attr.count();
         facts.insert(fact.to_owned(), n.to_string());
         if n > 0 {
-            let advice = match (id, severity(n)) {
+            let severity = if n >= crit_from {
+                Severity::Crit
+            } else {
+                Severity::Warn
+            };
+            let advice = match (id, severity) {
                 (199, _) => Advice::Cabling,
                 (_, Severity::Crit) => Advice::Replace,
                 _ => Advice::PlanReplacement,
             };
             issues.push(Issue {
-                severity: severity(n),
+                severity,
                 text: plural(n, what),
                 advice,
                 attribute: Some(id),
