@@ -109,9 +109,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        // Three octal digits, the first at most 3: one byte.
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\'
+                && (b'0'..=b'3').contains(&d[0])
+                && d[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+        });
         match octal {
             Some(d) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -859,6 +862,7 @@ mod tests {
     #[test]
     fn mount_points_are_unescaped() {
         assert_eq!(unescape(r"/srv/my\040data"), "/srv/my data");
+        assert_eq!(unescape(r"/x\777"), r"/x\777");
         assert_eq!(unescape(r"/a\\b\0"), r"/a\\b\0");
     }
 }

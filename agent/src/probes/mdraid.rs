@@ -705,6 +705,8 @@ fn assess(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> Fi
     finding
 }
 
+/// How bad an array is, and what to do, in words (the module doc says why
+/// each state gets its severity).
 fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Severity, String) {
     let level = array.level.as_deref().unwrap_or("md array");
     let faulty: Vec<String> = array
@@ -852,6 +854,14 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
                 .to_owned(),
         );
     }
+    let pending = array.sync_waiting.as_deref() == Some("PENDING");
+    if pending {
+        notes.push(
+            "a resync is pending (resync=PENDING): the copies are not known to match until it \
+             runs, on the first write to the array"
+                .to_owned(),
+        );
+    }
     if !faulty.is_empty() {
         let mut message = format!(
             "{level} with {counts}, but {} {} still listed as failed (F): remove {} (`mdadm \
@@ -867,13 +877,10 @@ fn judge(ctx: &ProbeCtx<'_>, array: &Array, detail: Option<&MdadmDetail>) -> (Se
         }
         return (Severity::Warn, message + &tail(&notes));
     }
-    if array.sync_waiting.as_deref() == Some("PENDING") {
+    if pending {
         return (
             Severity::Warn,
-            format!(
-                "{level} with {counts}, but a resync is pending (resync=PENDING): the copies \
-                 are not known to match until it runs, on the first write to the array"
-            ) + &tail(&notes),
+            format!("{level} with {counts}") + &tail(&notes),
         );
     }
     match &array.sync {
@@ -1313,6 +1320,7 @@ mod tests {
                 ("md11", Severity::Warn), // (F) listed, resync=PENDING
             ]
         );
+        assert!(get(&found, "md11").message.contains("resync=PENDING"));
         assert!(get(&found, "md6").message.contains("/dev/sdb2 failed"));
         assert!(get(&found, "md6").message.contains("recovery 8.5% done"));
         assert!(
