@@ -149,6 +149,10 @@ fn a_filling_filesystem_warns() -> Result<(), Failed> {
 
 fn btrfs_corruption_names_the_device() -> Result<(), Failed> {
     let lab = lab()?;
+    lab.ssh_ok(
+        "bravo",
+        "DEBIAN_FRONTEND=noninteractive apt-get -q -y install btrfs-progs >/dev/null",
+    );
     // A RAID1 of two disks; a file; garbage written over one device's copy
     // of the data (not the superblocks); a scrub finds and repairs it.
     lab.ssh_ok(
