@@ -51,7 +51,7 @@ fn host<'a>(lines: &'a [Value], name: &str) -> &'a Value {
     lines
         .iter()
         .find(|l| l["host"] == name)
-        .unwrap_or_else(|| panic!("no status line for {name}: {lines:?}"))
+        .unwrap_or_else(|| panic!("no status line for {name} among {} lines", lines.len()))
 }
 
 fn findings<'a>(line: &'a Value, probe: &str) -> Vec<&'a Value> {
@@ -88,6 +88,8 @@ fn a_stopped_service_is_critical_on_that_host_only() -> Result<(), Failed> {
     let lab = lab()?;
     lab.ssh_ok("bravo", "systemctl stop prometheus-node-exporter");
     let (code, lines) = status()?;
+    // The plain table says it in words too.
+    let table = lab.clou(&["status", "--in-lab"]);
     lab.ssh_ok("bravo", "systemctl start prometheus-node-exporter");
     assert_eq!(code, Some(1), "a critical finding fails the status");
     let bravo = host(&lines, "bravo");
@@ -112,8 +114,6 @@ fn a_stopped_service_is_critical_on_that_host_only() -> Result<(), Failed> {
             "{other}: {line}"
         );
     }
-    // The plain table says it in words.
-    let table = lab.clou(&["status", "--in-lab"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         text.lines().any(|l| l.starts_with("bravo")
