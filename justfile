@@ -30,7 +30,7 @@ bench runs="5":
     cargo build --release --quiet
     clou=target/release/clou
     $clou lab down >/dev/null 2>&1 || true
-    up=(); down=(); noop=(); check=()
+    up=(); down=(); noop=(); check=(); status=()
     stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "median %.2f s (min %.2f, max %.2f, n=%d)\n", a[int((NR+1)/2)], a[1], a[NR], NR}'; }
     timed() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk "BEGIN {print $e - $s}"; }
     for i in $(seq {{runs}}); do
@@ -42,11 +42,13 @@ bench runs="5":
     for i in $(seq {{runs}}); do
         noop+=($(timed $clou apply --in-lab))
         check+=($(timed $clou apply --in-lab --check))
+        status+=($(timed $clou status --in-lab))
     done
     echo "lab up, 8 hosts, cached images:     $(stats "${up[@]}")"
     echo "lab down, 8 hosts:                  $(stats "${down[@]}")"
     echo "no-op apply, base role, 8 hosts:    $(stats "${noop[@]}")"
     echo "no-op apply --check, 8 hosts:       $(stats "${check[@]}")"
+    echo "clou status, 8 hosts:               $(stats "${status[@]}")"
 
 # The agent as hosts run it, built by controller/build.rs (static glibc, so
 # one binary runs on Debian 11, 12 and 13) and embedded in clou.
