@@ -81,6 +81,9 @@ pub struct StatusArgs {
     /// Only these hosts (as apply's --limit).
     #[arg(long, short = 'l')]
     pub limit: Option<String>,
+    /// Set a var for this check, as apply -e does (e.g. `-e 'health={smartctl: /path}'`).
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
+    pub extra: Vec<String>,
     /// One JSON object per host on stdout.
     #[arg(long)]
     pub json: bool,

@@ -94,6 +94,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 host: args.host,
                 limit: args.limit,
                 json: args.json,
+                extra: args.extra,
             };
             status::run(&path, &opts)
         }

@@ -28,6 +28,8 @@ pub struct Options {
     pub host: Option<String>,
     pub limit: Option<String>,
     pub json: bool,
+    /// `-e key=value` vars, as for apply (e.g. `-e 'health={smartctl: ...}'`).
+    pub extra: Vec<String>,
 }
 
 /// One host's answer, or why there is none.
@@ -53,7 +55,8 @@ pub fn run(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result<E
         .with_context(|| format!("cannot use the inventory {}", inventory_path.display()))?;
     let limit = opts.host.clone().or_else(|| opts.limit.clone());
     let hosts = crate::apply::select_hosts(&inventory, limit.as_deref())?;
-    let settings = settings_for(&inventory, &hosts)?;
+    let extra = crate::vars::parse_extra(&opts.extra).map_err(anyhow::Error::msg)?;
+    let settings = settings_for(&inventory, &hosts, &extra)?;
     let results = check_all(&inventory, hosts, settings)?;
     if opts.json {
         for r in &results {
@@ -82,13 +85,14 @@ pub fn run(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result<E
 pub fn settings_for(
     inventory: &Inventory,
     hosts: &[Host],
+    extra: &BTreeMap<String, serde_json::Value>,
 ) -> anyhow::Result<BTreeMap<String, CheckSettings>> {
     let roles = Roles::load(&inventory.roles_path)?;
     let planner = Planner::new(inventory, &roles)?;
-    let none = BTreeMap::new();
+    let none = extra;
     let mut out = BTreeMap::new();
     for host in hosts {
-        let vars = planner.host_vars(host, &none, None)?;
+        let vars = planner.host_vars(host, none, None)?;
         let mut settings: CheckSettings = match vars.vars.get("health") {
             Some(var) => serde_json::from_value(var.value.clone()).map_err(|err| {
                 anyhow::anyhow!(
@@ -100,7 +104,7 @@ pub fn settings_for(
             })?,
             None => CheckSettings::default(),
         };
-        for role in planner.plan(host, &none, None)? {
+        for role in planner.plan(host, none, None)? {
             for step in role.resources {
                 if let Resource::Service(spec) = step.resource
                     && spec.state == Some(ServiceState::Running)

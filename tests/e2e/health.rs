@@ -34,6 +34,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         "health::the_timer_alerts_once_per_change",
         the_timer_alerts_once_per_change,
     ),
+    (
+        "health::a_dying_disk_is_named_from_real_smartctl_outputs",
+        a_dying_disk_is_named_from_real_smartctl_outputs,
+    ),
 ];
 
 /// `clou status --in-lab --json`: host name -> its line.
@@ -279,5 +283,135 @@ fn the_timer_alerts_once_per_change() -> Result<(), Failed> {
         "{leaks}"
     );
     lab.apply(&["--limit", "bravo"]).expect_code(0);
+    Ok(())
+}
+
+/// Installs on `host` a `smartctl` that replays real recorded outputs (the
+/// lab has no SMART disks): the scan of a 7-disk server, a FAILED Hitachi
+/// as /dev/sda (with its real exit status 216), a PASSED-but-dying HGST as
+/// /dev/sdb, and a healthy WD for the others.
+fn install_smartctl_replay(host: &str) -> Result<String, Failed> {
+    let lab = lab()?;
+    let data = clou_tests::workspace_root().join("agent/src/probes/testdata");
+    let dir = "/usr/local/share/clou-replay";
+    lab.ssh_ok(host, &format!("mkdir -p {dir}"));
+    for (name, path) in [
+        (
+            "scan.json",
+            "smartctl-extra/scan-scrutiny-simple-7-sata-disks.json",
+        ),
+        (
+            "sda.json",
+            "smartctl/sata-hdd-FAILED-hitachi-1975-realloc-selftest-readfail.scrutiny.json",
+        ),
+        (
+            "sdb.json",
+            "smartctl/sata-hdd-prefail-hgst-1040-realloc-878-pending.libblockdev.json",
+        ),
+        (
+            "healthy.json",
+            "smartctl/sata-hdd-healthy-wdc-wd140edfz.scrutiny.json",
+        ),
+    ] {
+        let content = std::fs::read(data.join(path))?;
+        let state = lab.lab.host(host).map_err(|e| e.to_string())?;
+        let mut child = lab
+            .lab
+            .ssh_command(state.address)
+            .arg(format!("cat > {dir}/{name}"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        child.stdin.take().ok_or("no stdin")?.write_all(&content)?;
+        assert!(child.wait()?.success());
+    }
+    let script = format!(
+        "#!/bin/sh\n# Replays real smartctl outputs recorded on real machines (see SOURCES.md).\n\
+         case \"$*\" in\n\
+         *--scan*) cat {dir}/scan.json ;;\n\
+         */dev/sda*) cat {dir}/sda.json; exit 216 ;;\n\
+         */dev/sdb*) cat {dir}/sdb.json ;;\n\
+         *) cat {dir}/healthy.json ;;\n\
+         esac\n"
+    );
+    lab.ssh_ok(
+        host,
+        &format!("printf '%s' {} > /usr/local/bin/smartctl-replay && chmod 755 /usr/local/bin/smartctl-replay", shell_quote(&script)),
+    );
+    Ok("/usr/local/bin/smartctl-replay".to_owned())
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn a_dying_disk_is_named_from_real_smartctl_outputs() -> Result<(), Failed> {
+    let lab = lab()?;
+    let replay = install_smartctl_replay("charlie")?;
+    let health = format!("health={{smartctl: {replay}}}");
+    let out = lab.clou(&[
+        "status", "--in-lab", "--json", "--limit", "charlie", "-e", &health,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a dying disk fails the status");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let charlie = host(&lines, "charlie");
+    let smart = findings(charlie, "smart");
+    let disk = |dev: &str| {
+        smart
+            .iter()
+            .find(|f| f["subject"] == dev)
+            .copied()
+            .ok_or_else(|| format!("no finding for {dev}"))
+    };
+    let sda = disk("/dev/sda")?;
+    assert_eq!(sda["severity"], "crit", "{sda}");
+    let message = sda["message"].as_str().unwrap_or("");
+    assert!(message.contains("1975"), "says how many sectors: {message}");
+    assert!(
+        message.contains("HDS721050DLE630"),
+        "names the model: {message}"
+    );
+    let sdb = disk("/dev/sdb")?;
+    assert_eq!(sdb["severity"], "crit", "PASSED but dying: {sdb}");
+    assert_eq!(disk("/dev/sdc")?["severity"], "ok");
+
+    // The timer's check sees it too, and alerts once.
+    let subnet = lab.state()?.subnet;
+    let bridge = subnet
+        .split('/')
+        .next()
+        .and_then(|net| net.rsplit_once('.'))
+        .map(|(prefix, _)| format!("{prefix}.1"))
+        .ok_or("no lab subnet")?;
+    let (url, posts) = receiver(&bridge)?;
+    let hook = format!("alert_webhook_url={url}");
+    lab.apply(&["--limit", "charlie", "-e", &hook, "-e", &health])
+        .expect_code(0);
+    lab.ssh_ok("charlie", "systemctl start clou-check.service");
+    let alert = posts
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| "no alert for the dying disks")?;
+    assert!(
+        alert.contains("**charlie**") && alert.contains("/dev/sda") && alert.contains("1975"),
+        "{alert}"
+    );
+    lab.ssh_ok("charlie", "systemctl start clou-check.service");
+    assert!(
+        posts.recv_timeout(Duration::from_secs(3)).is_err(),
+        "no repeat"
+    );
+    // Its metrics say it to Prometheus.
+    let metrics = lab.ssh_ok("charlie", "cat /var/lib/prometheus/node-exporter/clou.prom");
+    assert!(
+        metrics.contains("clou_health_severity{probe=\"smart\",subject=\"/dev/sda\"} 3"),
+        "{metrics}"
+    );
+    lab.apply(&["--limit", "charlie"]).expect_code(0);
+    lab.ssh_ok(
+        "charlie",
+        "rm -rf /usr/local/bin/smartctl-replay /usr/local/share/clou-replay",
+    );
     Ok(())
 }
