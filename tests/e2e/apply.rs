@@ -61,6 +61,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         keys_of_the_ssh_agent_log_in,
     ),
     (
+        "apply::removing_an_admin_locks_the_account_on_every_host",
+        removing_an_admin_locks_the_account_on_every_host,
+    ),
+    (
         "apply::bad_input_contacts_no_host",
         bad_input_contacts_no_host,
     ),
@@ -670,6 +674,86 @@ fn keys_of_the_ssh_agent_log_in() -> Result<(), Failed> {
         let _ = Command::new("kill").arg(&pid).status();
     }
     result
+}
+
+/// An admin who can log in with their key; then the admin leaves (one
+/// line in the inventory): on every host the account is locked, out of
+/// sudo, without keys, and the key no longer logs in; the home is kept.
+fn removing_an_admin_locks_the_account_on_every_host() -> Result<(), Failed> {
+    let lab = lab()?;
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("eve");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "eve@test", "-f"])
+        .arg(&key)
+        .status()?;
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub"))?
+        .trim()
+        .to_owned();
+    let camille = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJgLi8mZwQhhSV6ma1B0P4geRiM+NKZ5sb7cHbGlV1Gn camille@girofle";
+    let admins = |eve: &str| {
+        format!(
+            "admins=[{{name: camille, state: active, keys: ['{camille}']}}, {{name: eve, state: {eve}, keys: ['{public}']}}]"
+        )
+    };
+    let login = |host: &str| -> Result<bool, Failed> {
+        let address = lab.lab.host(host).map_err(|e| e.to_string())?.address;
+        let out = Command::new("ssh")
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                lab.lab.dir().join("known_hosts").display()
+            ))
+            .arg("-i")
+            .arg(&key)
+            .arg(format!("eve@{address}"))
+            .arg("sudo -n true")
+            .output()?;
+        Ok(out.status.success())
+    };
+
+    lab.apply(&["-e", &admins("active")]).expect_code(0);
+    for host in HOSTS {
+        assert!(
+            login(host)?,
+            "{host}: eve logs in with her key and may sudo"
+        );
+    }
+
+    lab.apply(&["-e", &admins("removed")]).expect_code(0);
+    for host in HOSTS {
+        assert!(!login(host)?, "{host}: eve's key no longer logs in");
+        let state = lab.ssh_ok(
+            host,
+            "getent shadow eve | cut -d: -f2,8; id -nG eve; getent passwd eve | cut -d: -f7;              wc -c < /home/eve/.ssh/authorized_keys; test -d /home/eve && echo home kept",
+        );
+        let lines: Vec<&str> = state.lines().collect();
+        assert!(
+            lines[0].starts_with('!') && lines[0].ends_with(":1"),
+            "{host}: locked and expired: {state}"
+        );
+        assert_eq!(lines[1], "eve", "{host}: out of sudo and adm: {state}");
+        assert_eq!(lines[2], "/usr/sbin/nologin", "{host}: {state}");
+        assert_eq!(lines[3].trim(), "0", "{host}: no key left: {state}");
+        assert_eq!(lines[4], "home kept", "{host}: {state}");
+    }
+    // Leaving is idempotent too.
+    let again = lab.apply(&["--json", "-e", &admins("removed")]);
+    again.expect_code(0);
+    for host in HOSTS {
+        assert_eq!(again.host(host)["changed"], 0, "{host}");
+    }
+    lab.apply(&[]).expect_code(0);
+    Ok(())
 }
 
 fn bad_input_contacts_no_host() -> Result<(), Failed> {

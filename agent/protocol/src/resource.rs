@@ -338,6 +338,13 @@ pub struct UserSpec {
     /// omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorized_keys: Option<Vec<String>>,
+    /// true: the account can no longer log in: its password is locked and
+    /// the account expired (`usermod --lock --expiredate 1`), which also
+    /// stops SSH key logins through PAM; pair it with `authorized_keys: []`
+    /// and a nologin shell. false: not expired (and the password unlocked
+    /// when it has one). Unchanged when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
 }
 
 /// A local group.

@@ -10,6 +10,18 @@
 //! side effect of a plan. `absent` runs `userdel` without `--remove`, so
 //! the home directory and mail spool stay.
 //!
+//! `locked` is how an admin who leaves is removed without losing their
+//! files: the account stays (its uid still owns the home and the data)
+//! but can no longer log in. Its state is read from `/etc/shadow`: locked
+//! means expired since 1970-01-02 (expire field `1`), which PAM enforces
+//! for every kind of login, SSH keys included. A password field starting
+//! with `!` alone says nothing: useradd gives `!` to every account without
+//! a password. Locking and unlocking go into the same single `usermod` as
+//! the other changes (`--lock --expiredate 1`; `--expiredate ""`, plus
+//! `--unlock` only for a `!` in front of a real hash, since usermod refuses
+//! to unlock a bare `!` into an empty password). A new account asked
+//! locked is created, then locked.
+//!
 //! The keys file is written atomically, owned by the user, mode 0600, in a
 //! `.ssh` directory of mode 0700 owned by the user: what sshd's
 //! `StrictModes` accepts. A `.ssh` or `authorized_keys` that is a symbolic
@@ -35,6 +47,8 @@ pub enum Change {
     Group { from: String, to: String },
     Groups { from: Vec<String>, to: Vec<String> },
     Keys(KeysChange),
+    Lock,
+    Unlock { expiry: bool, password: bool },
     Remove { name: String, home: String },
 }
 
@@ -64,6 +78,8 @@ impl fmt::Display for Change {
                     None => Ok(()),
                 }
             }
+            Change::Lock => write!(f, "lock the account (password locked, expired)"),
+            Change::Unlock { .. } => write!(f, "unlock the account"),
             Change::Remove { name, home } => write!(f, "remove user {name} (home {home} kept)"),
         }
     }
@@ -121,6 +137,17 @@ impl Kind for UserSpec {
                 Change::Group { to, .. } => usermod.extend(["--gid".into(), to.clone()]),
                 Change::Groups { to, .. } => usermod.extend(["--groups".into(), to.join(",")]),
                 Change::Keys(_) => keys = true,
+                Change::Lock => {
+                    usermod.extend(["--lock".into(), "--expiredate".into(), "1".into()])
+                }
+                Change::Unlock { expiry, password } => {
+                    if *expiry {
+                        usermod.extend(["--expiredate".into(), String::new()]);
+                    }
+                    if *password {
+                        usermod.push("--unlock".into());
+                    }
+                }
             }
         }
         // One usermod: the account changes all at once or not at all.
@@ -227,6 +254,11 @@ impl Account for UserSpec {
         let mut changes = vec![Change::Create {
             name: self.name.clone(),
         }];
+        // A new account is neither expired nor password-locked with a hash:
+        // only `true` changes anything.
+        if self.locked == Some(true) {
+            changes.push(Change::Lock);
+        }
         if let Some(keys) = keys.filter(|k| !k.is_empty()) {
             changes.push(Change::Keys(KeysChange {
                 added: keys.len(),
@@ -316,6 +348,11 @@ impl Account for UserSpec {
                 });
             }
         }
+        if let Some(locked) = self.locked
+            && let Some(change) = lock_difference(ctx, &self.name, locked)?
+        {
+            changes.push(change);
+        }
         if let Some(keys) = keys {
             let home = self.home.clone().unwrap_or_else(|| user.home.clone());
             let gid = match &self.group {
@@ -383,6 +420,63 @@ impl Account for UserSpec {
             .write_atomic(&file, render(&keys).as_bytes(), perms)
             .map_err(Error::io(format!("cannot write {}", file.display())))
     }
+}
+
+/// What `/etc/shadow` says about an account's logins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shadow {
+    /// Expired since 1970-01-02 (expire field `1`): what `locked` means.
+    expired: bool,
+    /// A real hash locked with `!` (`!$y$...`), which `usermod --unlock`
+    /// can restore; a bare `!` is no password at all.
+    locked_hash: bool,
+}
+
+/// The shadow entry of `name` in the text of `/etc/shadow`
+/// (`name:password:lastchg:min:max:warn:inactive:expire:reserved`).
+fn shadow_of(shadow: &str, name: &str) -> Option<Shadow> {
+    shadow.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&name) {
+            return None;
+        }
+        let password = fields.get(1).copied().unwrap_or("");
+        let expire = fields.get(7).copied().unwrap_or("");
+        Some(Shadow {
+            expired: expire == "1",
+            locked_hash: password.starts_with("!$"),
+        })
+    })
+}
+
+/// Compares the account's lock state in `/etc/shadow` with `locked`.
+fn lock_difference(ctx: &Ctx<'_>, name: &str, locked: bool) -> Result<Option<Change>, Error> {
+    let path = Path::new("/etc/shadow");
+    let text = ctx
+        .sys
+        .read(path)
+        .map_err(Error::io("cannot read /etc/shadow"))?
+        .unwrap_or_default();
+    let shadow = shadow_of(&String::from_utf8_lossy(&text), name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "user {name} has no entry in /etc/shadow, so it cannot be locked or unlocked; \
+             is the account managed elsewhere (LDAP)? Then drop `locked` from this resource"
+        ))
+    })?;
+    Ok(match (locked, shadow) {
+        (true, Shadow { expired: false, .. }) => Some(Change::Lock),
+        (
+            false,
+            Shadow {
+                expired,
+                locked_hash,
+            },
+        ) if expired || locked_hash => Some(Change::Unlock {
+            expiry: expired,
+            password: locked_hash,
+        }),
+        _ => None,
+    })
 }
 
 fn ssh_dir(home: &str) -> PathBuf {
@@ -487,8 +581,9 @@ fn keys_difference(
     }))
 }
 
-/// A `System` for account tests: `/etc/passwd` and `/etc/group` come from
-/// captured fixtures, files live under a temporary directory, and
+/// A `System` for account tests: `/etc/passwd`, `/etc/group` and
+/// `/etc/shadow` come from captured fixtures, files live under a temporary
+/// directory, and
 /// ownership is recorded instead of applied (tests need not run as root).
 #[cfg(test)]
 pub(crate) mod testhost {
@@ -506,11 +601,22 @@ pub(crate) mod testhost {
     pub const GROUP_FRESH: &str = include_str!("testdata/etc-group-fresh-bookworm.txt");
     pub const PASSWD_WITH_USERS: &str = include_str!("testdata/etc-passwd-with-users-bookworm.txt");
     pub const GROUP_WITH_USERS: &str = include_str!("testdata/etc-group-with-users-bookworm.txt");
+    /// bravo with camille, eve, paheko, dominique and `leaving`, all active.
+    pub const PASSWD_LEAVING: &str = include_str!("testdata/etc-passwd-leaving-bookworm.txt");
+    pub const GROUP_LEAVING: &str = include_str!("testdata/etc-group-leaving-bookworm.txt");
+    pub const SHADOW_ACTIVE: &str = include_str!("testdata/etc-shadow-leaving-active-bookworm.txt");
+    /// After `usermod --lock --expiredate 1 leaving`.
+    pub const SHADOW_LOCKED: &str = include_str!("testdata/etc-shadow-leaving-locked-bookworm.txt");
+    /// The same, `leaving` having had a password set with chpasswd first.
+    pub const SHADOW_LOCKED_WITH_PASSWORD: &str =
+        include_str!("testdata/etc-shadow-leaving-locked-with-password-bookworm.txt");
 
     pub struct TestHost {
         pub rec: Recorder,
         passwd: RefCell<String>,
         group: RefCell<String>,
+        /// `None`: no /etc/shadow.
+        shadow: Option<String>,
         /// Accounts as the next command leaves them (useradd...).
         after: RefCell<Option<(String, String)>>,
         owners: RefCell<BTreeMap<PathBuf, (u32, u32)>>,
@@ -524,6 +630,7 @@ pub(crate) mod testhost {
                 rec: Recorder::new(),
                 passwd: RefCell::new(passwd.to_owned()),
                 group: RefCell::new(group.to_owned()),
+                shadow: None,
                 after: RefCell::new(None),
                 owners: RefCell::new(BTreeMap::new()),
                 root: None,
@@ -549,6 +656,14 @@ pub(crate) mod testhost {
             fs::create_dir_all(root.path().join("srv")).unwrap();
             host.root = Some(root);
             host
+        }
+
+        /// Serves this `/etc/shadow`.
+        pub fn with_shadow(self, shadow: &str) -> TestHost {
+            TestHost {
+                shadow: Some(shadow.to_owned()),
+                ..self
+            }
         }
 
         fn rehome(root: &Path, passwd: &str) -> String {
@@ -602,6 +717,9 @@ pub(crate) mod testhost {
             }
             if path == Path::new("/etc/group") {
                 return Ok(Some(self.group.borrow().clone().into_bytes()));
+            }
+            if path == Path::new("/etc/shadow") {
+                return Ok(self.shadow.clone().map(String::into_bytes));
             }
             match fs::read(path) {
                 Ok(bytes) => Ok(Some(bytes)),
@@ -669,6 +787,7 @@ mod tests {
             home: None,
             system: false,
             authorized_keys: None,
+            locked: None,
         }
     }
 
@@ -1019,5 +1138,238 @@ mod tests {
             );
             assert!(sys.commands().is_empty());
         }
+    }
+
+    /// bravo with the `leaving` account, its shadow as given.
+    fn leaving_host(shadow: &str) -> TestHost {
+        TestHost::new(PASSWD_LEAVING, GROUP_LEAVING).with_shadow(shadow)
+    }
+
+    fn locked(name: &str, locked: bool) -> UserSpec {
+        UserSpec {
+            locked: Some(locked),
+            ..spec(name)
+        }
+    }
+
+    #[test]
+    fn shadow_lock_state_reads_alike_on_every_release() {
+        let fixtures = [
+            (
+                include_str!("testdata/etc-shadow-leaving-active-bullseye.txt"),
+                false,
+            ),
+            (SHADOW_ACTIVE, false),
+            (
+                include_str!("testdata/etc-shadow-leaving-active-trixie.txt"),
+                false,
+            ),
+            (
+                include_str!("testdata/etc-shadow-leaving-locked-bullseye.txt"),
+                true,
+            ),
+            (SHADOW_LOCKED, true),
+            (
+                include_str!("testdata/etc-shadow-leaving-locked-trixie.txt"),
+                true,
+            ),
+        ];
+        for (text, expired) in fixtures {
+            assert_eq!(
+                shadow_of(text, "leaving"),
+                Some(Shadow {
+                    expired,
+                    locked_hash: false
+                })
+            );
+            // Another account with its bare `!` from useradd: not locked.
+            assert_eq!(shadow_of(text, "dominique").map(|s| s.expired), Some(false));
+        }
+        assert_eq!(
+            shadow_of(SHADOW_LOCKED_WITH_PASSWORD, "leaving"),
+            Some(Shadow {
+                expired: true,
+                locked_hash: true
+            })
+        );
+        assert_eq!(shadow_of(SHADOW_ACTIVE, "nosuchuser"), None);
+    }
+
+    #[test]
+    fn leaving_admin_is_locked_in_the_same_usermod_as_shell_and_groups() {
+        let sys = TestHost::with_homes(PASSWD_LEAVING, GROUP_LEAVING).with_shadow(SHADOW_ACTIVE);
+        let ssh = sys.path("home/camille/.ssh");
+        fs::create_dir_all(&ssh).unwrap();
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).unwrap();
+        sys.set_owner(&ssh, 1000, 1001);
+        let file = ssh.join("authorized_keys");
+        fs::write(&file, KEYS).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        sys.set_owner(&file, 1000, 1001);
+        let spec = UserSpec {
+            shell: Some("/usr/sbin/nologin".into()),
+            groups: Some(vec![]),
+            authorized_keys: Some(vec![]),
+            locked: Some(true),
+            ..spec("camille")
+        };
+        // The change lines, as the journal records them.
+        assert_eq!(
+            run(&sys, false, &spec).unwrap(),
+            vec![
+                "shell /bin/bash -> /usr/sbin/nologin",
+                "groups sudo -> (none)",
+                "lock the account (password locked, expired)",
+                "authorized_keys: +0 -2 keys",
+            ]
+        );
+        let ran = sys.rec.ran.borrow();
+        assert_eq!(ran.len(), 1);
+        assert_eq!(
+            ran[0].argv,
+            vec![
+                "usermod",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--groups",
+                "",
+                "--lock",
+                "--expiredate",
+                "1",
+                "camille"
+            ]
+        );
+        assert_eq!(fs::read_to_string(&file).unwrap(), "");
+    }
+
+    #[test]
+    fn locked_user_asked_locked_changes_nothing() {
+        let sys = leaving_host(SHADOW_LOCKED);
+        assert_eq!(
+            run(&sys, false, &locked("leaving", true)).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(sys.commands().is_empty());
+    }
+
+    #[test]
+    fn bare_bang_password_is_not_a_locked_account() {
+        // useradd left `leaving:!:...` with no expiry: asked unlocked, it is.
+        let sys = leaving_host(SHADOW_ACTIVE);
+        assert_eq!(
+            run(&sys, false, &locked("leaving", false)).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(&sys, false, &locked("leaving", true)).unwrap(),
+            vec!["lock the account (password locked, expired)"]
+        );
+        let ran = sys.rec.ran.borrow();
+        assert_eq!(
+            ran[0].argv,
+            vec!["usermod", "--lock", "--expiredate", "1", "leaving"]
+        );
+    }
+
+    #[test]
+    fn unlocking_clears_the_expiry_without_unlocking_a_bare_bang() {
+        // usermod --unlock on `!` refuses: "unlocking the user's password
+        // would result in a passwordless account".
+        let sys = leaving_host(SHADOW_LOCKED);
+        assert_eq!(
+            run(&sys, false, &locked("leaving", false)).unwrap(),
+            vec!["unlock the account"]
+        );
+        let ran = sys.rec.ran.borrow();
+        assert_eq!(ran.len(), 1);
+        assert_eq!(ran[0].argv, vec!["usermod", "--expiredate", "", "leaving"]);
+    }
+
+    #[test]
+    fn unlocking_a_locked_password_hash_also_unlocks_the_password() {
+        let sys = leaving_host(SHADOW_LOCKED_WITH_PASSWORD);
+        assert_eq!(
+            run(&sys, false, &locked("leaving", false)).unwrap(),
+            vec!["unlock the account"]
+        );
+        let ran = sys.rec.ran.borrow();
+        assert_eq!(
+            ran[0].argv,
+            vec!["usermod", "--expiredate", "", "--unlock", "leaving"]
+        );
+    }
+
+    #[test]
+    fn check_mode_reports_a_lock_and_runs_nothing() {
+        let sys = leaving_host(SHADOW_ACTIVE);
+        assert_eq!(
+            run(&sys, true, &locked("leaving", true)).unwrap(),
+            vec!["lock the account (password locked, expired)"]
+        );
+        let sys = leaving_host(SHADOW_LOCKED);
+        assert_eq!(
+            run(&sys, true, &locked("leaving", false)).unwrap(),
+            vec!["unlock the account"]
+        );
+        assert!(sys.commands().is_empty());
+        let sys = TestHost::fresh();
+        assert_eq!(
+            run(&sys, true, &locked("leaving", true)).unwrap(),
+            vec![
+                "create user leaving",
+                "lock the account (password locked, expired)"
+            ]
+        );
+        assert!(sys.commands().is_empty());
+    }
+
+    #[test]
+    fn new_locked_user_is_created_then_locked() {
+        let sys = TestHost::fresh();
+        assert_eq!(
+            run(&sys, false, &locked("leaving", true)).unwrap(),
+            vec![
+                "create user leaving",
+                "lock the account (password locked, expired)"
+            ]
+        );
+        assert_eq!(
+            sys.commands(),
+            vec![
+                "useradd --user-group --create-home --home-dir /home/leaving --shell /bin/bash \
+                 leaving",
+                "usermod --lock --expiredate 1 leaving",
+            ]
+        );
+        // Asked unlocked, a new account needs nothing more.
+        let sys = TestHost::fresh();
+        assert_eq!(
+            run(&sys, false, &locked("leaving", false)).unwrap(),
+            vec!["create user leaving"]
+        );
+    }
+
+    #[test]
+    fn locking_an_account_missing_from_shadow_is_refused() {
+        let sys = TestHost::with_users();
+        let err = run(&sys, false, &locked("camille", true))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no entry in /etc/shadow"), "{err}");
+        assert!(sys.commands().is_empty());
+    }
+
+    #[test]
+    fn locked_is_ignored_for_an_absent_user() {
+        let sys = leaving_host(SHADOW_LOCKED);
+        let spec = UserSpec {
+            state: Presence::Absent,
+            ..locked("leaving", true)
+        };
+        assert_eq!(
+            run(&sys, false, &spec).unwrap(),
+            vec!["remove user leaving (home /home/leaving kept)"]
+        );
+        assert_eq!(sys.commands(), vec!["userdel leaving"]);
     }
 }
