@@ -1,8 +1,8 @@
 //! `clou demo`: the lab replica of the fleet, on a fresh machine, in one
 //! command. It boots one host per inventory host, converges them to their
 //! roles, converges them again to show that nothing changes the second
-//! time, and shows each host answering over SSH with its Debian release and
-//! systemd state.
+//! time, shows each host answering over SSH with its Debian release and
+//! systemd state, and prints the fleet's health (`clou status`).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -108,8 +108,20 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The fleet's health, as `clou status --in-lab` shows it.
+    println!();
+    let overlay_inventory = Inventory::load(&overlay)?;
+    let none = std::collections::BTreeMap::new();
+    let settings =
+        crate::status::settings_for(&overlay_inventory, &overlay_inventory.hosts, &none)?;
+    let health = crate::status::check_all(
+        &overlay_inventory,
+        overlay_inventory.hosts.clone(),
+        settings,
+    )?;
+    crate::status::print_fleet(&health);
     println!(
-        "\n{} of {} hosts answer over SSH. Try `clou lab ssh {}`; stop the lab with `clou lab down`.",
+        "\n{} of {} hosts answer over SSH. Try `clou lab ssh {}` or `clou status --in-lab`; stop the lab with `clou lab down`.",
         rows.len() - failed,
         rows.len(),
         state

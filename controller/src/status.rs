@@ -189,7 +189,7 @@ fn column(findings: &[&Finding]) -> String {
     }
 }
 
-fn print_fleet(results: &[HostHealth]) {
+pub fn print_fleet(results: &[HostHealth]) {
     let width = results
         .iter()
         .map(|r| r.host.len())
