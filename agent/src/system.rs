@@ -13,13 +13,16 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// A program to run: argv, optional stdin, extra environment, directory.
+/// A program to run: argv, optional stdin, extra environment, directory,
+/// and how long it may take.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cmd {
     pub argv: Vec<String>,
     pub stdin: Option<Vec<u8>>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
+    /// Killed (with every process it started) after this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Cmd {
@@ -63,6 +66,11 @@ pub struct Output {
 }
 
 impl Output {
+    /// Whether the program was killed for running past its time limit.
+    pub fn timed_out(&self) -> bool {
+        self.code.is_none() && self.stderr.ends_with(TIMED_OUT.as_bytes())
+    }
+
     /// Exit code 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)
@@ -262,6 +270,9 @@ pub trait System {
     }
 }
 
+/// Appended to the stderr of a program killed for its time limit.
+pub const TIMED_OUT: &str = "\n(clou: killed after its time limit)";
+
 /// The real host.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Host;
@@ -284,17 +295,74 @@ impl System for Host {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so that a time limit kills everything it
+        // started, not only the first process.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command.spawn()?;
         if let (Some(input), Some(mut pipe)) = (&cmd.stdin, child.stdin.take()) {
             // A program that exits without reading all its input is not an
             // error of ours: its exit code says what happened.
             let _ = pipe.write_all(input);
         }
-        let out = child.wait_with_output()?;
+        let Some(limit) = cmd.timeout else {
+            let out = child.wait_with_output()?;
+            return Ok(Output {
+                code: out.status.code(),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            });
+        };
+        // Read both pipes on threads while the clock runs.
+        let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let stderr = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let deadline = std::time::Instant::now() + limit;
+        let mut killed = false;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline && !killed {
+                // The whole group: a shell and what it started. `kill` is
+                // procps', on every Debian; the direct child is killed too
+                // in case it is not there.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = child.kill();
+                killed = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let mut stderr = stderr.join().unwrap_or_default();
+        if killed {
+            stderr.extend_from_slice(TIMED_OUT.as_bytes());
+        }
         Ok(Output {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
+            code: if killed { None } else { status.code() },
+            stdout,
+            stderr,
         })
     }
 }
@@ -431,6 +499,32 @@ mod tests {
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, b"in");
         assert_eq!(out.tail(), "err");
+    }
+
+    #[test]
+    fn a_command_past_its_time_limit_is_killed_with_what_it_started() {
+        let started = std::time::Instant::now();
+        let cmd = Cmd {
+            timeout: Some(std::time::Duration::from_millis(300)),
+            // The shell starts a child that would keep the pipes open.
+            ..Cmd::new(["sh", "-c", "sleep 30 & sleep 30; echo never"])
+        };
+        let out = Host.run(&cmd).unwrap();
+        assert!(out.timed_out(), "{out:?}");
+        assert!(!out.stdout_text().contains("never"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // A quick command is not affected.
+        let quick = Cmd {
+            timeout: Some(std::time::Duration::from_secs(5)),
+            ..Cmd::new(["sh", "-c", "echo out; echo err >&2; exit 3"])
+        };
+        let out = Host.run(&quick).unwrap();
+        assert_eq!((out.code, out.stdout_text().as_str()), (Some(3), "out\n"));
+        assert!(!out.timed_out());
     }
 
     #[test]

@@ -396,6 +396,11 @@ pub struct CommandSpec {
     /// Working directory (default: /).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// Seconds the command (and each guard) may run before it and
+    /// everything it started are killed and the resource fails (default
+    /// 1800): a hung command must not hold the host's lock for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 /// A release archive, downloaded, checked and unpacked side by side.

@@ -72,9 +72,16 @@ fn build(spec: &CommandSpec, argv: &[String], field: &str) -> Result<Cmd, Error>
     };
     Ok(Cmd {
         cwd,
+        timeout: Some(std::time::Duration::from_secs(
+            spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        )),
         ..Cmd::new(argv.iter().cloned())
     })
 }
+
+/// Seconds a command may run when its spec says nothing: long enough for a
+/// database migration, short enough that a hung one frees the host's lock.
+pub const DEFAULT_TIMEOUT: u64 = 1800;
 
 /// The command as said in change lines and errors: without its arguments
 /// when the resource is sensitive (they may hold a password).
@@ -92,6 +99,10 @@ fn failed(ctx: &Ctx<'_>, cmd: &Cmd, out: &Output) -> Error {
         command: shown(ctx, cmd),
         status: match out.code {
             Some(code) => format!("exit {code}"),
+            None if out.timed_out() => format!(
+                "killed after {} s, its time limit; raise `timeout` if it needs longer",
+                cmd.timeout.map(|t| t.as_secs()).unwrap_or_default()
+            ),
             None => "killed by a signal".to_owned(),
         },
         tail: out.tail(),
@@ -122,6 +133,7 @@ mod tests {
             unless: None,
             onlyif: None,
             cwd: None,
+            timeout: None,
         }
     }
 
@@ -242,6 +254,24 @@ mod tests {
             vec!["run occ maintenance:repair"]
         );
         assert_eq!(sys.commands(), vec!["test -e /srv/nextcloud/.repaired"]);
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_fails_and_says_so() {
+        let mut run = RunState::default();
+        let mut ctx = Ctx {
+            sys: &crate::system::Host,
+            check: false,
+            want_diff: false,
+            sensitive: false,
+            run: &mut run,
+        };
+        let mut slow = spec(&["sleep", "30"]);
+        slow.timeout = Some(1);
+        let started = std::time::Instant::now();
+        let err = converge(&slow, &mut ctx).unwrap_err().to_string();
+        assert!(err.contains("killed after 1 s, its time limit"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
