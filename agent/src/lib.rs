@@ -184,13 +184,7 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
 /// This process's peak resident memory (bytes, `VmHWM`) and CPU time
 /// (seconds, user + system, children included), from /proc.
 fn own_usage(sys: &dyn system::System) -> (u64, f64) {
-    let read = |p: &str| {
-        sys.read(Path::new(p))
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
+    let read = |p: &str| sys.read_text(p).unwrap_or_default();
     let peak_kb = read("/proc/self/status")
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -149,6 +149,15 @@ pub trait System {
         }
     }
 
+    /// A small text file (under /proc, /sys, /etc), `None` when it cannot
+    /// be read: probes treat an unreadable file as nothing to say.
+    fn read_text(&self, path: &str) -> Option<String> {
+        self.read(Path::new(path))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
     /// `lstat`, `None` when nothing is there.
     fn stat(&self, path: &Path) -> io::Result<Option<Stat>> {
         match fs::symlink_metadata(path) {

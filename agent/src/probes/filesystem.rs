@@ -256,14 +256,7 @@ impl Probe for Filesystems {
             .map(|u| assess(u, &ctx.settings.thresholds))
             .collect();
 
-        let read = |path: &str| {
-            ctx.sys
-                .read(std::path::Path::new(path))
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
+        let read = |path: &str| ctx.sys.read_text(path).unwrap_or_default();
         let should_be_rw = fstab_read_write(&read("/etc/fstab"));
         for target in read_only_mounts(&read("/proc/self/mountinfo")) {
             if target == "/" || should_be_rw.contains(&target) {

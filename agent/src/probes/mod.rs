@@ -75,10 +75,8 @@ pub fn check(sys: &dyn System, settings: &CheckSettings) -> HealthReport {
     };
     let findings = all().iter().flat_map(|p| p.run(&ctx)).collect();
     let hostname = sys
-        .read(std::path::Path::new("/proc/sys/kernel/hostname"))
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .read_text("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
         .unwrap_or_default();
     HealthReport {
         hostname,

@@ -70,13 +70,7 @@ impl Probe for SystemProbe {
     }
 
     fn run(&self, ctx: &ProbeCtx<'_>) -> Vec<Finding> {
-        let read = |path: &str| {
-            ctx.sys
-                .read(std::path::Path::new(path))
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        };
+        let read = |path: &str| ctx.sys.read_text(path);
         let t = &ctx.settings.thresholds;
         let mut findings = Vec::new();
 
