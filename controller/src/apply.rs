@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::agent_bin;
 use crate::inventory::{Host, Inventory};
-use crate::plan::Planner;
+use crate::plan::{Planner, TenantFilter};
 use crate::remote::{self, AgentEvent};
 use crate::role::Roles;
 use crate::ssh::{self, Target, config::SshConfig, known_hosts::HostKeys};
@@ -34,6 +34,8 @@ pub struct Options {
     pub diff: bool,
     pub limit: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// `--tenant`: only this instance's resources.
+    pub tenant: Option<String>,
     pub extra: Vec<String>,
     pub forks: usize,
     pub json: bool,
@@ -112,21 +114,30 @@ pub fn prepare(inventory: &Inventory, opts: &Options) -> anyhow::Result<(Vec<Hos
     crate::vars::check_reserved(inventory).map_err(anyhow::Error::msg)?;
     let roles = Roles::load(&inventory.roles_path)?;
     let extra = crate::vars::parse_extra(&opts.extra).map_err(anyhow::Error::msg)?;
-    let hosts = select_hosts(inventory, opts.limit.as_deref())?;
-    let planner = Planner::new(inventory, &roles)?;
+    let mut hosts = select_hosts(inventory, opts.limit.as_deref())?;
+    let mut planner = Planner::new(inventory, &roles)?;
+    if let Some(text) = &opts.tenant {
+        planner.only_tenant(TenantFilter::parse(text, inventory).map_err(anyhow::Error::msg)?);
+    }
     let run_id = run_id();
     let admin = admin();
     let mut plans = Vec::new();
     let mut errors = Vec::new();
+    let mut served = Vec::new();
     for host in &hosts {
         match planner.plan(host, &extra, opts.roles.as_deref()) {
-            Ok(roles) => plans.push(Plan {
-                run_id: run_id.clone(),
-                admin: admin.clone(),
-                check: opts.check,
-                diff: opts.diff,
-                roles,
-            }),
+            // With --tenant, the hosts that do not serve it are left alone.
+            Ok(roles) if opts.tenant.is_some() && roles.iter().all(|r| r.resources.is_empty()) => {}
+            Ok(roles) => {
+                served.push(host.name.clone());
+                plans.push(Plan {
+                    run_id: run_id.clone(),
+                    admin: admin.clone(),
+                    check: opts.check,
+                    diff: opts.diff,
+                    roles,
+                })
+            }
             Err(err) => {
                 let text = err.to_string();
                 if !errors.contains(&text) {
@@ -139,6 +150,13 @@ pub fn prepare(inventory: &Inventory, opts: &Options) -> anyhow::Result<(Vec<Hos
         anyhow::bail!(
             "{}\nnothing was changed: no host was contacted",
             errors.join("\n")
+        );
+    }
+    hosts.retain(|h| served.contains(&h.name));
+    if hosts.is_empty() && opts.tenant.is_some() {
+        anyhow::bail!(
+            "--tenant {}: no selected host serves it (check --limit and the application's hosts)",
+            opts.tenant.as_deref().unwrap_or_default()
         );
     }
     Ok((hosts, plans))

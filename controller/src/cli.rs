@@ -55,6 +55,10 @@ pub struct ApplyArgs {
     /// Only these roles (comma-separated), with what they depend on.
     #[arg(long, value_delimiter = ',')]
     pub roles: Option<Vec<String>>,
+    /// Only one instance of an application: its vhost, pool, database...
+    /// (`NAME`, or `APP/NAME` when several applications have a NAME).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Set a var, above every other level: -e key=value (value read as YAML).
     #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
     pub extra: Vec<String>,

@@ -81,6 +81,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 diff: args.diff,
                 limit: args.limit,
                 roles: args.roles,
+                tenant: args.tenant,
                 extra: args.extra,
                 forks: args.forks,
                 json: args.json,

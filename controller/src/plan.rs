@@ -62,6 +62,54 @@ pub struct Planner<'a> {
     inventory: &'a Inventory,
     roles: &'a Roles,
     templates: Templates,
+    /// `--tenant`: only the resources repeated over this tenant.
+    tenant: Option<TenantFilter>,
+}
+
+/// `--tenant NAME` or `--tenant APP/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantFilter {
+    pub app: Option<String>,
+    pub name: String,
+}
+
+impl TenantFilter {
+    /// Parses the option and checks that such a tenant exists.
+    pub fn parse(text: &str, inventory: &Inventory) -> Result<TenantFilter, String> {
+        let (app, name) = match text.split_once('/') {
+            Some((app, name)) => (Some(app.to_owned()), name.to_owned()),
+            None => (None, text.to_owned()),
+        };
+        let exists = inventory.tenants.iter().any(|(a, ts)| {
+            app.as_ref().is_none_or(|want| want == a) && ts.iter().any(|t| t.name == name)
+        });
+        if !exists {
+            let known: Vec<String> = inventory
+                .tenants
+                .iter()
+                .flat_map(|(a, ts)| ts.iter().map(move |t| format!("{a}/{}", t.name)))
+                .take(12)
+                .collect();
+            return Err(format!(
+                "--tenant {text}: no such tenant under `tenants:` in {}\n  hint: tenants are APP/NAME, e.g. {}",
+                inventory.path.display(),
+                if known.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        Ok(TenantFilter { app, name })
+    }
+
+    fn matches(&self, item: &Value) -> bool {
+        item.get("name").and_then(Value::as_str) == Some(self.name.as_str())
+            && self
+                .app
+                .as_ref()
+                .is_none_or(|app| item.get("app").and_then(Value::as_str) == Some(app))
+    }
 }
 
 /// A host's roles (dependencies first) and merged vars.
@@ -85,11 +133,44 @@ impl<'a> Planner<'a> {
                 })?;
             }
         }
+        for (app, tenants) in &inventory.tenants {
+            let line = tenants.first().map(|t| t.line).unwrap_or(0);
+            let what = match roles.roles.get(app) {
+                None => format!("tenants.{app}: no role {app:?} to run them"),
+                Some(role) if role.tenant.is_none() => format!(
+                    "tenants.{app}: role {app} is not an application (its role.yaml has no `tenant:`)"
+                ),
+                Some(_) => continue,
+            };
+            return Err(PlanError {
+                where_: format!("{}:{line}", inventory.path.display()),
+                host: "any".into(),
+                what,
+                hint: Some(format!(
+                    "applications: {}",
+                    roles
+                        .roles
+                        .values()
+                        .filter(|r| r.tenant.is_some())
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            });
+        }
         Ok(Planner {
             inventory,
             roles,
             templates,
+            tenant: None,
         })
+    }
+
+    /// Limits plans to the resources repeated over one tenant
+    /// (`for_each: tenants.APP` or `host.tenants`) and the handlers they
+    /// notify: `clou apply --tenant`.
+    pub fn only_tenant(&mut self, filter: TenantFilter) {
+        self.tenant = Some(filter);
     }
 
     /// The roles of a host: its groups' (in group order), then its own,
@@ -136,8 +217,22 @@ impl<'a> Planner<'a> {
             .filter(|n| !n.contains("{{") && is_service(n))
             .map(str::to_owned)
             .collect();
+        let (by_app, flat) = self.tenants_of(host, &roles)?;
         if let Some(Value::Object(host_var)) = vars.get_mut("host").map(|v| &mut v.value) {
             host_var.insert("services".into(), Value::from(services));
+            host_var.insert("tenants".into(), Value::Array(flat));
+        }
+        vars.insert(
+            "tenants".into(),
+            Var {
+                value: Value::Object(by_app),
+                origin: vars::Origin::Clou,
+            },
+        );
+        // Ports last: they may be templates over every other var.
+        let ports = self.ports_of(host, &roles, &vars::to_context(&vars))?;
+        if let Some(Value::Object(host_var)) = vars.get_mut("host").map(|v| &mut v.value) {
+            host_var.insert("ports".into(), Value::Array(ports));
         }
         let roles = match only {
             None => roles,
@@ -150,6 +245,162 @@ impl<'a> Planner<'a> {
             }
         };
         Ok(HostVars { roles, vars })
+    }
+
+    /// The host's instances of each of its applications (`tenants.APP`),
+    /// and all of them in one list (`host.tenants`, each with its `app`).
+    /// A tenant is its role's `tenant:` defaults overlaid with its entry.
+    fn tenants_of(
+        &self,
+        host: &Host,
+        roles: &[String],
+    ) -> Result<(Map<String, Value>, Vec<Value>), PlanError> {
+        let mut by_app = Map::new();
+        let mut flat = Vec::new();
+        for name in roles {
+            let role = &self.roles.roles[name];
+            let Some(defaults) = &role.tenant else {
+                continue;
+            };
+            let mut items = Vec::new();
+            for t in self.inventory.tenants.get(name).into_iter().flatten() {
+                if t.host.as_ref().is_some_and(|h| *h != host.name) {
+                    continue;
+                }
+                let mut item = defaults.clone();
+                for (key, value) in &t.settings {
+                    if !defaults.contains_key(key) {
+                        return Err(PlanError {
+                            where_: format!("{}:{}", self.inventory.path.display(), t.line),
+                            host: host.name.clone(),
+                            what: format!("tenant {} of {name}: unknown setting {key:?}", t.name),
+                            hint: Some(format!(
+                                "{} declares these tenant settings: {}",
+                                role.file().display(),
+                                if defaults.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    defaults.keys().cloned().collect::<Vec<_>>().join(", ")
+                                }
+                            )),
+                        });
+                    }
+                    item.insert(key.clone(), value.clone());
+                }
+                item.insert("name".into(), Value::from(t.name.clone()));
+                item.insert("domain".into(), Value::from(t.domain.clone()));
+                item.insert("quota".into(), json!(t.quota));
+                item.insert("state".into(), Value::from(t.state()));
+                item.insert("app".into(), Value::from(name.clone()));
+                items.push(Value::Object(item));
+            }
+            flat.extend(items.iter().cloned());
+            by_app.insert(name.clone(), Value::Array(items));
+        }
+        Ok((by_app, flat))
+    }
+
+    /// `host.ports`: what the host's roles open, as `{port, proto, from,
+    /// role}` with `from` the allowed addresses (empty: anywhere).
+    fn ports_of(
+        &self,
+        host: &Host,
+        roles: &[String],
+        context: &Value,
+    ) -> Result<Vec<Value>, PlanError> {
+        let mut out = Vec::new();
+        for name in roles {
+            let role = &self.roles.roles[name];
+            for (value, line) in &role.ports {
+                let err = |what: String| PlanError {
+                    where_: role.at(*line),
+                    host: host.name.clone(),
+                    what: format!("ports: {what}"),
+                    hint: Some(
+                        "write 443, \"53/udp\" or {port: 9100, proto: tcp, from: [monitoring]}"
+                            .into(),
+                    ),
+                };
+                let render = |text: &str| -> Result<String, PlanError> {
+                    self.templates
+                        .render_str(&role.at(*line), text, context)
+                        .map_err(|f| err(f.what))
+                };
+                let (port, proto, from) = match value {
+                    Value::Number(n) => (n.to_string(), "tcp".to_owned(), Vec::new()),
+                    Value::String(text) => {
+                        let text = render(text)?;
+                        match text.split_once('/') {
+                            Some((p, proto)) => (p.to_owned(), proto.to_owned(), Vec::new()),
+                            None => (text, "tcp".to_owned(), Vec::new()),
+                        }
+                    }
+                    Value::Object(map) => {
+                        for key in map.keys() {
+                            if !["port", "proto", "from"].contains(&key.as_str()) {
+                                return Err(err(format!("unknown field {key:?}")));
+                            }
+                        }
+                        let port = match map.get("port") {
+                            Some(Value::Number(n)) => n.to_string(),
+                            Some(Value::String(s)) => render(s)?,
+                            _ => return Err(err("an entry needs a `port`".into())),
+                        };
+                        let proto = match map.get("proto") {
+                            None => "tcp".to_owned(),
+                            Some(Value::String(s)) => render(s)?,
+                            Some(other) => {
+                                return Err(err(format!("proto {other} is not tcp or udp")));
+                            }
+                        };
+                        let from = match map.get("from") {
+                            None => Vec::new(),
+                            Some(Value::Array(names)) => names
+                                .iter()
+                                .map(|n| match n {
+                                    Value::String(s) => render(s),
+                                    other => Err(err(format!(
+                                        "from: {other} is not a host or group name"
+                                    ))),
+                                })
+                                .collect::<Result<_, _>>()?,
+                            Some(other) => return Err(err(format!("from: {other} is not a list"))),
+                        };
+                        (port, proto, from)
+                    }
+                    other => return Err(err(format!("{other} is not a port"))),
+                };
+                let port: u16 = match port.trim().parse() {
+                    Ok(p) if p > 0 => p,
+                    _ => return Err(err(format!("{port:?} is not a port number (1-65535)"))),
+                };
+                if proto != "tcp" && proto != "udp" {
+                    return Err(err(format!("proto {proto:?} is not tcp or udp")));
+                }
+                let mut addresses = Vec::new();
+                for name in &from {
+                    if name.parse::<std::net::IpAddr>().is_ok() || is_cidr(name) {
+                        addresses.push(name.clone());
+                    } else if let Some(h) = self.inventory.host(name) {
+                        addresses.push(h.address.clone());
+                    } else if self.inventory.groups.contains_key(name) {
+                        for h in self.inventory.group_hosts(name) {
+                            if let Some(h) = self.inventory.host(&h) {
+                                addresses.push(h.address.clone());
+                            }
+                        }
+                    } else {
+                        return Err(err(format!(
+                            "from: {name:?} is no host, group or address of the inventory"
+                        )));
+                    }
+                }
+                addresses.sort();
+                addresses.dedup();
+                out.push(json!({"port": port, "proto": proto, "from": addresses, "role": name}));
+            }
+        }
+        Ok(out)
     }
 
     /// The host's plan, role by role.
@@ -250,11 +501,17 @@ impl RoleBuilder<'_, '_> {
         let mut fields = item.fields.clone();
         let for_each = fields.remove("for_each");
         let when = fields.remove("when");
+        let over_tenants = for_each.as_ref().is_some_and(is_tenant_loop);
+        let filter = self.planner.tenant.as_ref().filter(|_| handler.is_none());
+        if filter.is_some() && !over_tenants {
+            return Ok(Vec::new());
+        }
         let items: Vec<Option<Value>> = match for_each {
             None => vec![None],
             Some(spec) => self
                 .list_for_each(item.line, &spec)?
                 .into_iter()
+                .filter(|v| filter.is_none_or(|f| f.matches(v)))
                 .map(Some)
                 .collect(),
         };
@@ -639,6 +896,25 @@ impl RoleBuilder<'_, '_> {
     }
 }
 
+/// `for_each: tenants.APP` or `for_each: host.tenants`.
+fn is_tenant_loop(spec: &Value) -> bool {
+    spec.as_str().is_some_and(|s| {
+        let name = s
+            .trim()
+            .trim_start_matches("{{")
+            .trim_end_matches("}}")
+            .trim();
+        name.starts_with("tenants.") || name == "host.tenants"
+    })
+}
+
+/// `192.0.2.0/24`, `2001:db8::/32`.
+fn is_cidr(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(ip, len)| {
+        ip.parse::<std::net::IpAddr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 128)
+    })
+}
+
 /// A service unit's name (`nginx`, `nginx.service`), not a timer's or
 /// socket's.
 pub fn is_service(name: &str) -> bool {
@@ -744,6 +1020,14 @@ mod tests {
         }
 
         fn plan(&self, inventory: &str) -> Result<Vec<RolePlan>, String> {
+            self.plan_tenant(inventory, None)
+        }
+
+        fn plan_tenant(
+            &self,
+            inventory: &str,
+            tenant: Option<&str>,
+        ) -> Result<Vec<RolePlan>, String> {
             let path = self.dir.path().join("inventory/test.yaml");
             let inv = Inventory::from_raw(
                 &path,
@@ -751,7 +1035,10 @@ mod tests {
             )
             .map_err(|e| e.to_string())?;
             let roles = Roles::load(&inv.roles_path).map_err(|e| e.to_string())?;
-            let planner = Planner::new(&inv, &roles).map_err(|e| e.to_string())?;
+            let mut planner = Planner::new(&inv, &roles).map_err(|e| e.to_string())?;
+            if let Some(t) = tenant {
+                planner.only_tenant(TenantFilter::parse(t, &inv)?);
+            }
             planner
                 .plan(&inv.hosts[0], &BTreeMap::new(), None)
                 .map_err(|e| e.to_string())
@@ -766,6 +1053,113 @@ mod tests {
     }
 
     const WEB: &str = "hosts: {web: {roles: [base]}}\n";
+
+    /// An application role with two tenants, one archived.
+    fn wiki() -> Fixture {
+        let f = Fixture::new();
+        f.role(
+            "wiki",
+            "tenant: {php_memory: 256M}\n\
+             resources:\n\
+             \x20 - directory: {path: /srv/wiki}\n\
+             \x20 - file:\n\
+             \x20     for_each: tenants.wiki\n\
+             \x20     path: \"/etc/nginx/sites-enabled/{{item.name}}.conf\"\n\
+             \x20     content: \"server_name {{item.domain}}; # {{item.php_memory}} {{item.app}}\\n\"\n\
+             \x20     state: '{{#if (eq item.state \"active\")}}present{{else}}absent{{/if}}'\n\
+             \x20     notify: reload\n\
+             handlers:\n\
+             \x20 reload: {service: {name: nginx, action: reload}}\n",
+        );
+        f
+    }
+
+    const WIKIS: &str = "hosts: {web: {roles: [wiki]}}\n\
+        tenants:\n\
+        \x20 wiki:\n\
+        \x20   - {name: amap, domain: wiki.amap.example.org, php_memory: 1G}\n\
+        \x20   - {name: old, domain: wiki.old.example.org, state: archived}\n";
+
+    #[test]
+    fn tenants_are_items_with_their_role_defaults() {
+        let plan = wiki().plan(WIKIS).unwrap();
+        let files: Vec<_> = plan[0]
+            .resources
+            .iter()
+            .filter_map(|s| match &s.resource {
+                Resource::File(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].path, "/etc/nginx/sites-enabled/amap.conf");
+        let text = serde_json::to_string(&files[0].content).unwrap();
+        assert!(text.contains("server_name wiki.amap.example.org; # 1G wiki"), "{text}");
+        let text = serde_json::to_string(&files[1].content).unwrap();
+        assert!(text.contains("# 256M wiki"), "{text}");
+        assert_eq!(
+            serde_json::to_value(files[1].state).unwrap(),
+            "absent",
+            "an archived tenant is no longer served"
+        );
+    }
+
+    #[test]
+    fn only_tenant_keeps_that_tenants_resources_and_handlers() {
+        let plan = wiki().plan_tenant(WIKIS, Some("wiki/amap")).unwrap();
+        let ids: Vec<&str> = plan[0].resources.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["wiki/file:/etc/nginx/sites-enabled/amap.conf"]);
+        assert_eq!(plan[0].handlers.len(), 1);
+        let err = wiki().plan_tenant(WIKIS, Some("nobody")).unwrap_err();
+        assert!(err.contains("--tenant nobody: no such tenant"), "{err}");
+        assert!(err.contains("wiki/amap"), "{err}");
+    }
+
+    #[test]
+    fn tenant_errors_name_the_inventory_line() {
+        let f = wiki();
+        let err = f.error(
+            "hosts: {web: {roles: [wiki]}}\ntenants:\n  wiki:\n    - {name: a, domain: a.example.org, php_memroy: 1G}\n",
+        );
+        assert!(err.contains("test.yaml:4: tenant a of wiki: unknown setting \"php_memroy\""), "{err}");
+        assert!(err.contains("php_memory"), "{err}");
+        let err = f.error("hosts: {web: {roles: [wiki]}}\ntenants:\n  blog:\n    - {name: a, domain: a.example.org}\n");
+        assert!(err.contains("tenants.blog: no role \"blog\""), "{err}");
+        assert!(err.contains("applications: wiki"), "{err}");
+    }
+
+    #[test]
+    fn ports_become_host_ports_with_addresses() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "defaults: {metrics_port: 9100}\n\
+             ports: [22, \"53/udp\", {port: \"{{metrics_port}}\", from: [watch, 10.0.0.0/8]}]\n\
+             resources:\n\
+             \x20 - file: {path: /etc/ports, content: \"{{json host.ports}}\"}\n",
+        );
+        let plan = f
+            .plan("hosts: {web: {roles: [base]}, mon: {address: 192.0.2.9}}\ngroups: {watch: {hosts: [mon]}}\n")
+            .unwrap();
+        let Resource::File(file) = &plan[0].resources[0].resource else {
+            panic!()
+        };
+        let text = serde_json::to_value(&file.content).unwrap()["text"].as_str().unwrap().to_owned();
+        let ports: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            ports,
+            json!([
+                {"port": 22, "proto": "tcp", "from": [], "role": "base"},
+                {"port": 53, "proto": "udp", "from": [], "role": "base"},
+                {"port": 9100, "proto": "tcp", "from": ["10.0.0.0/8", "192.0.2.9"], "role": "base"},
+            ])
+        );
+        f.role("base", "ports: [{port: 80, from: [nowhere]}]\n");
+        let err = f.error(WEB);
+        assert!(err.contains("base/role.yaml:1: ports: from: \"nowhere\" is no host, group or address"), "{err}");
+        f.role("base", "ports: [\"80/sctp\"]\n");
+        assert!(f.error(WEB).contains("proto \"sctp\" is not tcp or udp"));
+    }
 
     #[test]
     fn a_role_renders_to_concrete_steps() {

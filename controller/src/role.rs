@@ -13,6 +13,15 @@
 //! handlers:                  # run once at the end of the role when notified
 //!   reload ssh:
 //!     service: {name: ssh, action: reload}
+//! ports:                     # what the host's firewall lets in for this role
+//!   - 443                    # tcp from anywhere; or "53/udp"
+//!   - {port: "{{metrics_port}}", from: [monitoring]}   # only from these hosts/groups
+//! tenant:                    # an application: its instances are the inventory's
+//!   web: php                 # `tenants.ROLE` entries, each with these defaults
+//! usage:                     # how `clou usage` counts this application
+//!   service: Nextcloud
+//!   users: [sh, -c, "..."]   # per tenant: prints how many users it has
+//!   data: ["/var/lib/nextcloud/{{item.name}}"]   # per tenant: its data
 //! ```
 //!
 //! A role is read here as data with line numbers; its resources stay
@@ -42,6 +51,28 @@ struct RawRole {
     resources: Vec<Spanned<Map<String, Value>>>,
     #[serde(default, deserialize_with = "crate::yaml::ordered_map")]
     handlers: Vec<(String, Spanned<Map<String, Value>>)>,
+    #[serde(default)]
+    ports: Vec<Spanned<Value>>,
+    #[serde(default)]
+    tenant: Option<Map<String, Value>>,
+    #[serde(default)]
+    usage: Option<Spanned<Usage>>,
+}
+
+/// `usage:`: how `clou usage` measures an application, per tenant. Strings
+/// are templates, rendered with the tenant as `item`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// The row's name in the usage table ("Nextcloud").
+    pub service: String,
+    /// A command run on the host whose output is the tenant's number of
+    /// users (a database query through psql, `occ user:list`...).
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    /// Paths holding the tenant's data; their disk usage is summed.
+    #[serde(default)]
+    pub data: Vec<String>,
 }
 
 /// A role that could not be loaded.
@@ -77,6 +108,13 @@ pub struct Role {
     pub resources: Vec<Item>,
     /// Handlers by name, in file order.
     pub handlers: Vec<(String, Item)>,
+    /// Ports the firewall opens for this role, as written, with their line.
+    pub ports: Vec<(Value, u64)>,
+    /// For an application, the defaults of each of its tenants (the
+    /// inventory's `tenants.NAME` entries); `None` for other roles.
+    pub tenant: Option<Map<String, Value>>,
+    /// How `clou usage` counts this application, with its line.
+    pub usage: Option<(Usage, u64)>,
 }
 
 impl Role {
@@ -292,6 +330,13 @@ fn load_role(name: &str, dir: &Path) -> Result<Role, RoleError> {
         defaults: raw.defaults,
         resources,
         handlers,
+        ports: raw
+            .ports
+            .into_iter()
+            .map(|p| (p.value, p.referenced.line()))
+            .collect(),
+        tenant: raw.tenant,
+        usage: raw.usage.map(|u| (u.value, u.referenced.line())),
     })
 }
 

@@ -10,9 +10,11 @@
 //! 4. host vars,
 //! 5. the command line (`-e key=value`).
 //!
-//! Two names are reserved and set by clou for templates: `host` (name,
-//! address, release, groups, roles and the services its roles keep
-//! running) and `inventory` (every host name by group).
+//! Names reserved and set by clou for templates: `host` (name, address,
+//! release, groups, roles, the services its roles keep running, the ports
+//! they open and its tenants), `inventory` (every host name by group),
+//! `tenants` (this host's instances of each application, see
+//! [`crate::inventory::tenant`]) and `item` (the element of `for_each`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,7 +56,7 @@ pub struct Var {
 }
 
 /// Names clou sets itself.
-pub const RESERVED: &[&str] = &["host", "inventory", "item"];
+pub const RESERVED: &[&str] = &["host", "inventory", "item", "tenants"];
 
 /// Merges a host's vars. `defaults` are the role defaults in role order.
 pub fn merge(

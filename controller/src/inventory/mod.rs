@@ -7,6 +7,7 @@
 //! [`Inventory`], never the raw structs.
 
 pub mod raw;
+pub mod tenant;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,8 @@ pub struct Inventory {
     pub identity: Option<PathBuf>,
     /// Directories searched for roles, in order.
     pub roles_path: Vec<PathBuf>,
+    /// Each application's instances, by the application's role name.
+    pub tenants: BTreeMap<String, Vec<tenant::Tenant>>,
 }
 
 /// One server.
@@ -225,6 +228,7 @@ impl Inventory {
                 ));
             }
         }
+        let tenants = tenant::validate(path, raw.tenants, &host_names)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let roles_path = if raw.roles_path.is_empty() {
             vec![base.join("../roles")]
@@ -240,6 +244,7 @@ impl Inventory {
             known_hosts: None,
             identity: None,
             roles_path,
+            tenants,
         })
     }
 

@@ -29,6 +29,10 @@ pub struct Inventory {
     /// Settings for `clou lab`, the rehearsal replica; production ignores them.
     #[serde(default)]
     pub lab: LabSettings,
+    /// The instances of each application, by the application's role name:
+    /// see [`crate::inventory::tenant`].
+    #[serde(default)]
+    pub tenants: BTreeMap<String, Vec<serde_saphyr::Spanned<serde_json::Map<String, Value>>>>,
 }
 
 /// One host entry.
