@@ -1094,7 +1094,10 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].path, "/etc/nginx/sites-enabled/amap.conf");
         let text = serde_json::to_string(&files[0].content).unwrap();
-        assert!(text.contains("server_name wiki.amap.example.org; # 1G wiki"), "{text}");
+        assert!(
+            text.contains("server_name wiki.amap.example.org; # 1G wiki"),
+            "{text}"
+        );
         let text = serde_json::to_string(&files[1].content).unwrap();
         assert!(text.contains("# 256M wiki"), "{text}");
         assert_eq!(
@@ -1121,7 +1124,10 @@ mod tests {
         let err = f.error(
             "hosts: {web: {roles: [wiki]}}\ntenants:\n  wiki:\n    - {name: a, domain: a.example.org, php_memroy: 1G}\n",
         );
-        assert!(err.contains("test.yaml:4: tenant a of wiki: unknown setting \"php_memroy\""), "{err}");
+        assert!(
+            err.contains("test.yaml:4: tenant a of wiki: unknown setting \"php_memroy\""),
+            "{err}"
+        );
         assert!(err.contains("php_memory"), "{err}");
         let err = f.error("hosts: {web: {roles: [wiki]}}\ntenants:\n  blog:\n    - {name: a, domain: a.example.org}\n");
         assert!(err.contains("tenants.blog: no role \"blog\""), "{err}");
@@ -1144,7 +1150,10 @@ mod tests {
         let Resource::File(file) = &plan[0].resources[0].resource else {
             panic!()
         };
-        let text = serde_json::to_value(&file.content).unwrap()["text"].as_str().unwrap().to_owned();
+        let text = serde_json::to_value(&file.content).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let ports: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             ports,
@@ -1156,7 +1165,10 @@ mod tests {
         );
         f.role("base", "ports: [{port: 80, from: [nowhere]}]\n");
         let err = f.error(WEB);
-        assert!(err.contains("base/role.yaml:1: ports: from: \"nowhere\" is no host, group or address"), "{err}");
+        assert!(
+            err.contains("base/role.yaml:1: ports: from: \"nowhere\" is no host, group or address"),
+            "{err}"
+        );
         f.role("base", "ports: [\"80/sctp\"]\n");
         assert!(f.error(WEB).contains("proto \"sctp\" is not tcp or udp"));
     }

@@ -50,6 +50,7 @@ impl Templates {
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("join", Box::new(join));
         registry.register_helper("default", Box::new(default));
+        registry.register_helper("password", Box::new(password));
         let one_param = [
             OneParam {
                 name: "upper",
@@ -62,6 +63,23 @@ impl Templates {
             OneParam {
                 name: "json",
                 map: |v| v.to_string(),
+            },
+            // A database or unit name from a tenant name: `amap-lyon` ->
+            // `amap_lyon`.
+            OneParam {
+                name: "ident",
+                map: |v| {
+                    v.render()
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() {
+                                c.to_ascii_lowercase()
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect()
+                },
             },
         ];
         for helper in one_param {
@@ -181,6 +199,48 @@ fn default(
     Ok(())
 }
 
+/// The var holding the key every generated password derives from.
+pub const SECRET_KEY_VAR: &str = "secret_key";
+
+/// `{{password "postgresql" item.app item.name}}`: a password for one
+/// purpose, derived from the inventory's `secret_key` (HMAC-SHA256 of the
+/// parameters joined with `/`, 32 base64url characters). The same inputs
+/// always give the same password, so 126 database passwords are not 126
+/// secrets to keep, and rotating `secret_key` rotates them all.
+fn password(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let Some(Value::String(key)) = ctx.data().get(SECRET_KEY_VAR) else {
+        return Err(RenderErrorReason::Other(format!(
+            "password needs the var `{SECRET_KEY_VAR}` (a long random string, kept secret)"
+        ))
+        .into());
+    };
+    if key.len() < 16 {
+        return Err(RenderErrorReason::Other(format!(
+            "`{SECRET_KEY_VAR}` is too short: give at least 16 random characters"
+        ))
+        .into());
+    }
+    if h.params().is_empty() {
+        return Err(RenderErrorReason::ParamNotFoundForIndex("password", 0).into());
+    }
+    let purpose: Vec<String> = h.params().iter().map(|p| p.value().render()).collect();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .map_err(|e| RenderErrorReason::Other(e.to_string()))?;
+    mac.update(purpose.join("/").as_bytes());
+    let bytes = mac.finalize().into_bytes();
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    out.write(&text[..32])?;
+    Ok(())
+}
+
 /// A helper that maps its one parameter to text (`upper`, `lower`, `json`).
 struct OneParam {
     name: &'static str,
@@ -211,6 +271,52 @@ mod tests {
 
     fn render(text: &str, data: Value) -> Result<String, RenderFailure> {
         Templates::new().render_str("roles/t/role.yaml:3", text, &data)
+    }
+
+    #[test]
+    fn passwords_derive_from_the_secret_key_and_purpose() {
+        let data = json!({"secret_key": "0123456789abcdef-long-enough", "t": [{"n": "amap"}, {"n": "old"}]});
+        let a = render(
+            "{{password \"postgresql\" \"nextcloud\" \"amap\"}}",
+            data.clone(),
+        )
+        .unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
+        // Inside a block, with the item's fields: the same inputs, the same password.
+        let each = render(
+            "{{#each t}}{{password \"postgresql\" \"nextcloud\" n}} {{/each}}",
+            data.clone(),
+        )
+        .unwrap();
+        let parts: Vec<&str> = each.split_whitespace().collect();
+        assert_eq!(parts[0], a);
+        assert_ne!(parts[1], a);
+        let other_key = json!({"secret_key": "another-key-0123456789"});
+        assert_ne!(
+            render(
+                "{{password \"postgresql\" \"nextcloud\" \"amap\"}}",
+                other_key
+            )
+            .unwrap(),
+            a
+        );
+        let err = render("{{password \"x\"}}", json!({})).unwrap_err();
+        assert!(err.what.contains("needs the var `secret_key`"), "{err}");
+        let err = render("{{password \"x\"}}", json!({"secret_key": "short"})).unwrap_err();
+        assert!(err.what.contains("too short"), "{err}");
+    }
+
+    #[test]
+    fn ident_makes_a_name_safe_for_databases() {
+        assert_eq!(
+            render("{{ident a}}", json!({"a": "nextcloud_Amap-Lyon"})).unwrap(),
+            "nextcloud_amap_lyon"
+        );
     }
 
     #[test]

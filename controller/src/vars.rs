@@ -8,7 +8,9 @@
 //! 2. the inventory's top-level `vars:`,
 //! 3. group vars, parents before children, then by group name,
 //! 4. host vars,
-//! 5. the command line (`-e key=value`).
+//! 5. in the lab only, the lab's vars (`lab: vars:` and where the lab
+//!    serves its artifacts),
+//! 6. the command line (`-e key=value`).
 //!
 //! Names reserved and set by clou for templates: `host` (name, address,
 //! release, groups, roles, the services its roles keep running, the ports
@@ -31,6 +33,7 @@ pub enum Origin {
     Inventory,
     Group(String),
     Host(String),
+    Lab,
     CommandLine,
     Clou,
 }
@@ -42,6 +45,7 @@ impl fmt::Display for Origin {
             Origin::Inventory => f.write_str("inventory vars"),
             Origin::Group(group) => write!(f, "group {group}"),
             Origin::Host(host) => write!(f, "host {host}"),
+            Origin::Lab => f.write_str("lab vars"),
             Origin::CommandLine => f.write_str("command line -e"),
             Origin::Clou => f.write_str("set by clou"),
         }
@@ -89,6 +93,7 @@ pub fn merge(
         }
     }
     put(&host.vars, Origin::Host(host.name.clone()));
+    put(&inventory.lab_vars, Origin::Lab);
     put(extra, Origin::CommandLine);
 
     let by_group: BTreeMap<&String, Vec<String>> = inventory
@@ -147,6 +152,7 @@ pub fn check_reserved(inventory: &Inventory) -> Result<(), String> {
             .iter()
             .map(|h| (format!("host {}", h.name), &h.vars)),
     );
+    levels.push(("lab vars".to_owned(), &inventory.lab.vars));
     for (level, map) in levels {
         for name in RESERVED {
             if map.contains_key(*name) {
@@ -268,8 +274,14 @@ hosts:
         let vars = merge(&inv, db, &[], &defaults, &none);
         assert_eq!(value(&vars, "level"), (json!("host-db"), "host db".into()));
 
+        // In the lab, the lab's vars come above the host's, below -e.
+        let mut lab = inv.clone();
+        lab.lab_vars.insert("level".into(), json!("lab"));
+        let vars = merge(&lab, lab.host("db").unwrap(), &[], &defaults, &none);
+        assert_eq!(value(&vars, "level"), (json!("lab"), "lab vars".into()));
+
         let extra = parse_extra(&["level=9".into()]).unwrap();
-        let vars = merge(&inv, db, &[], &defaults, &extra);
+        let vars = merge(&lab, lab.host("db").unwrap(), &[], &defaults, &extra);
         assert_eq!(value(&vars, "level"), (json!(9), "command line -e".into()));
         assert_eq!(vars["host"].value["name"], "db");
     }

@@ -13,6 +13,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 /// `clou apply`: converging the lab's hosts, checked over ssh.
 mod apply;
+/// The Girofle fleet's roles, on a lab of its eight hosts.
+mod fleet;
 /// `clou status` and the health timer: probes and alerts on the lab.
 mod health;
 /// `clou lab`: booting the replica, reaching its hosts, tearing it down.
@@ -59,6 +61,8 @@ fn main() -> ExitCode {
     tests.extend_from_slice(apply::TESTS);
     tests.extend_from_slice(health::TESTS);
     tests.extend_from_slice(lab::LAST);
+    // The fleet's own lab, once the three-release one is down.
+    tests.extend(fleet::tests());
     let trials = tests
         .into_iter()
         .map(|(name, test)| Trial::test(name, test).with_ignored_flag(skip))
@@ -72,6 +76,16 @@ fn main() -> ExitCode {
         if !out.status.success() {
             eprintln!(
                 "tearing the lab down failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(fleet) = fleet::booted() {
+        let out = fleet.clou(&["lab", "down", "--purge"]);
+        if !out.status.success() {
+            eprintln!(
+                "tearing the fleet lab down failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
             return ExitCode::FAILURE;

@@ -56,6 +56,9 @@ pub struct Inventory {
     pub roles_path: Vec<PathBuf>,
     /// Each application's instances, by the application's role name.
     pub tenants: BTreeMap<String, Vec<tenant::Tenant>>,
+    /// Vars of the lab replica (`lab: vars:` and the overlay's own); empty
+    /// outside the lab.
+    pub lab_vars: BTreeMap<String, Value>,
 }
 
 /// One server.
@@ -128,6 +131,8 @@ impl Inventory {
         }
         inv.known_hosts = overlay.known_hosts;
         inv.identity = overlay.identity;
+        inv.lab_vars = inv.lab.vars.clone();
+        inv.lab_vars.extend(overlay.vars);
         Ok(inv)
     }
 
@@ -245,6 +250,7 @@ impl Inventory {
             identity: None,
             roles_path,
             tenants,
+            lab_vars: BTreeMap::new(),
         })
     }
 

@@ -101,6 +101,11 @@ pub struct LabSettings {
     /// Per-host lab settings.
     #[serde(default)]
     pub hosts: BTreeMap<String, LabHost>,
+    /// Vars that replace the inventory's in the lab only (self-signed
+    /// certificates instead of ACME, a lab secret key...): above host
+    /// vars, below `-e`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
 }
 
 /// Lab settings of one host.
@@ -127,6 +132,10 @@ pub struct Overlay {
     /// Connection settings replacing those of the inventory's hosts.
     #[serde(default)]
     pub hosts: BTreeMap<String, OverlayHost>,
+    /// Vars the lab sets for its hosts (where its artifacts are), above the
+    /// inventory's `lab: vars:`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
 }
 
 /// How to reach one host of an overlay.

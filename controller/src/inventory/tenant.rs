@@ -30,6 +30,10 @@ use super::InventoryError;
 /// Fields every tenant has; a role's `tenant:` defaults cannot redefine them.
 pub const FIELDS: &[&str] = &["name", "domain", "quota", "state", "host", "app"];
 
+/// Longest tenant name: `APP-NAME` stays within Linux's 32-character user
+/// names for every application name up to 11 characters.
+pub const MAX_NAME: usize = 20;
+
 /// One instance of an application.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -90,10 +94,11 @@ pub fn validate(
                     "e.g. `- {name: amap-lyon, domain: cloud.amap-lyon.example.org}`",
                 ));
             };
-            if !super::is_valid_hostname(&name) {
+            // APP-NAME names a tenant's system user, at most 32 characters.
+            if !super::is_valid_hostname(&name) || name.len() > MAX_NAME {
                 return Err(at(
                     format!("tenant name {name:?} is not valid"),
-                    "use lower-case letters, digits and '-', starting with a letter (it names files, databases and units)",
+                    "use at most 20 lower-case letters, digits and '-', starting with a letter (it names users, files, databases and units)",
                 ));
             }
             if let Some(first) = seen.insert(name.clone(), line) {

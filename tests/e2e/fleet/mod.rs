@@ -1,0 +1,80 @@
+//! The Girofle fleet itself: `inventory/girofle.yaml` booted as a lab of
+//! eight hosts, every role converged, and each service checked over ssh
+//! (vhosts answer, pools and databases exist, mail is relayed, backups
+//! land on the backup host, the firewall lets in what the roles declare).
+//!
+//! This lab is separate from the three-release one (its own name and
+//! subnet), booted after that one is down, and torn down at the end.
+
+use std::sync::OnceLock;
+
+use clou_tests::TestLab;
+use libtest_mimic::Failed;
+
+/// Sites, php pools, databases and applications per tenant.
+mod apps;
+/// The backup server and its clients.
+mod backup;
+/// The base role's firewall, upgrades and time sync; the monitoring.
+mod base;
+/// The outgoing relay and the mailing lists.
+mod mail;
+
+type Test = fn() -> Result<(), Failed>;
+
+/// Name and subnet of the fleet lab (the demo's own uses the inventory's).
+pub const NAME: &str = "clou-fleet";
+pub const SUBNET: &str = "10.96.0.0/24";
+
+static FLEET: OnceLock<Result<TestLab, String>> = OnceLock::new();
+
+/// The fleet lab, booted and converged on first use.
+pub fn fleet() -> Result<&'static TestLab, Failed> {
+    let lab = FLEET.get_or_init(|| {
+        clou_tests::require_lab()?;
+        let lab = TestLab::new("inventory/girofle.yaml", NAME)?;
+        let out = lab.clou(&["lab", "up", "--fresh", "--subnet", SUBNET]);
+        if !out.status.success() {
+            return Err(format!(
+                "`clou lab up` of the fleet failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(lab)
+    });
+    lab.as_ref().map_err(|e| Failed::from(e.as_str()))
+}
+
+/// Whether the fleet lab was booted (so that it is torn down).
+pub fn booted() -> Option<&'static TestLab> {
+    FLEET.get().and_then(|r| r.as_ref().ok())
+}
+
+/// Every role on the eight hosts converges, then stays converged.
+fn converges_then_changes_nothing() -> Result<(), Failed> {
+    let lab = fleet()?;
+    let first = lab.apply(&["--json"]);
+    first.expect_code(0);
+    let second = lab.apply(&["--json"]);
+    second.expect_code(0);
+    for host in lab.hosts() {
+        let summary = second.host(&host);
+        if summary["changed"] != 0 {
+            return Err(format!("{host}: the second apply changed something: {summary}").into());
+        }
+    }
+    Ok(())
+}
+
+/// The fleet tests, in order: converge first, then each area's checks.
+pub fn tests() -> Vec<(&'static str, Test)> {
+    let mut tests: Vec<(&'static str, Test)> = vec![(
+        "fleet::converges_then_changes_nothing",
+        converges_then_changes_nothing,
+    )];
+    tests.extend_from_slice(base::TESTS);
+    tests.extend_from_slice(apps::TESTS);
+    tests.extend_from_slice(mail::TESTS);
+    tests.extend_from_slice(backup::TESTS);
+    tests
+}
