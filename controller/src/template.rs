@@ -51,6 +51,8 @@ impl Templates {
         registry.register_helper("join", Box::new(join));
         registry.register_helper("default", Box::new(default));
         registry.register_helper("password", Box::new(password));
+        registry.register_helper("ssh_private_key", Box::new(ssh_key));
+        registry.register_helper("ssh_public_key", Box::new(ssh_key));
         let one_param = [
             OneParam {
                 name: "upper",
@@ -202,23 +204,16 @@ fn default(
 /// The var holding the key every generated password derives from.
 pub const SECRET_KEY_VAR: &str = "secret_key";
 
-/// `{{password "postgresql" item.app item.name}}`: a password for one
-/// purpose, derived from the inventory's `secret_key` (HMAC-SHA256 of the
-/// parameters joined with `/`, 32 base64url characters). The same inputs
-/// always give the same password, so 126 database passwords are not 126
-/// secrets to keep, and rotating `secret_key` rotates them all.
-fn password(
-    h: &Helper<'_>,
-    _: &Handlebars<'_>,
-    ctx: &Context,
-    _: &mut RenderContext<'_, '_>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    use base64::Engine as _;
+/// HMAC-SHA256 of the helper's parameters (joined with `/`, after
+/// `domain`) under the inventory's `secret_key`: the root of every derived
+/// secret, so that the same inputs always give the same secret and
+/// rotating `secret_key` rotates them all.
+fn derive(h: &Helper<'_>, ctx: &Context, domain: &str) -> Result<[u8; 32], RenderError> {
     use hmac::Mac as _;
     let Some(Value::String(key)) = ctx.data().get(SECRET_KEY_VAR) else {
         return Err(RenderErrorReason::Other(format!(
-            "password needs the var `{SECRET_KEY_VAR}` (a long random string, kept secret)"
+            "{} needs the var `{SECRET_KEY_VAR}` (a long random string, kept secret)",
+            h.name()
         ))
         .into());
     };
@@ -229,15 +224,59 @@ fn password(
         .into());
     }
     if h.params().is_empty() {
-        return Err(RenderErrorReason::ParamNotFoundForIndex("password", 0).into());
+        return Err(RenderErrorReason::ParamNotFoundForIndex("a purpose", 0).into());
     }
-    let purpose: Vec<String> = h.params().iter().map(|p| p.value().render()).collect();
+    let mut purpose = vec![domain.to_owned()];
+    purpose.extend(h.params().iter().map(|p| p.value().render()));
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
         .map_err(|e| RenderErrorReason::Other(e.to_string()))?;
     mac.update(purpose.join("/").as_bytes());
-    let bytes = mac.finalize().into_bytes();
+    Ok(mac.finalize().into_bytes().into())
+}
+
+/// `{{password "postgresql" item.app item.name}}`: a password for one
+/// purpose, 32 base64url characters derived from `secret_key`; 126
+/// database passwords are then not 126 secrets to keep.
+fn password(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    use base64::Engine as _;
+    let bytes = derive(h, ctx, "password")?;
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     out.write(&text[..32])?;
+    Ok(())
+}
+
+/// `{{ssh_private_key "backup" host.name}}` and `{{ssh_public_key ...}}`:
+/// an Ed25519 key pair derived from `secret_key`, so that one host's
+/// private key and another's `authorized_keys` line agree without any key
+/// being copied between hosts (a backup client and its server).
+fn ssh_key(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    use russh::keys::ssh_key::{LineEnding, PrivateKey, private::Ed25519Keypair};
+    let seed = derive(h, ctx, "ssh-key")?;
+    let comment: Vec<String> = h.params().iter().map(|p| p.value().render()).collect();
+    let key = PrivateKey::new(Ed25519Keypair::from_seed(&seed).into(), comment.join("/"))
+        .map_err(|e| RenderErrorReason::Other(e.to_string()))?;
+    let text = if h.name() == "ssh_private_key" {
+        key.to_openssh(LineEnding::LF)
+            .map_err(|e| RenderErrorReason::Other(e.to_string()))?
+            .to_string()
+    } else {
+        key.public_key()
+            .to_openssh()
+            .map_err(|e| RenderErrorReason::Other(e.to_string()))?
+    };
+    out.write(&text)?;
     Ok(())
 }
 
@@ -309,6 +348,32 @@ mod tests {
         assert!(err.what.contains("needs the var `secret_key`"), "{err}");
         let err = render("{{password \"x\"}}", json!({"secret_key": "short"})).unwrap_err();
         assert!(err.what.contains("too short"), "{err}");
+    }
+
+    #[test]
+    fn ssh_keys_derive_as_a_matching_pair() {
+        let data = json!({"secret_key": "0123456789abcdef-long-enough"});
+        let private = render("{{ssh_private_key \"backup\" \"forums\"}}", data.clone()).unwrap();
+        let public = render("{{ssh_public_key \"backup\" \"forums\"}}", data.clone()).unwrap();
+        assert!(
+            private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
+            "{private}"
+        );
+        assert!(
+            public.starts_with("ssh-ed25519 AAAA") && public.ends_with(" backup/forums"),
+            "{public}"
+        );
+        let parsed = russh::keys::ssh_key::PrivateKey::from_openssh(&private).unwrap();
+        assert_eq!(parsed.public_key().to_openssh().unwrap(), public);
+        // Stable from run to run, different per host.
+        assert_eq!(
+            render("{{ssh_private_key \"backup\" \"forums\"}}", data.clone()).unwrap(),
+            private
+        );
+        assert_ne!(
+            render("{{ssh_public_key \"backup\" \"web\"}}", data).unwrap(),
+            public
+        );
     }
 
     #[test]

@@ -26,14 +26,23 @@ type Test = fn() -> Result<(), Failed>;
 pub const NAME: &str = "clou-fleet";
 pub const SUBNET: &str = "10.96.0.0/24";
 
+/// `CLOU_FLEET_INVENTORY`, `CLOU_FLEET_LAB` and `CLOU_FLEET_SUBNET` replace
+/// the inventory, the lab name and the subnet: a role's author runs these
+/// tests against a draft of the fleet while another lab is up.
+fn setting(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
 static FLEET: OnceLock<Result<TestLab, String>> = OnceLock::new();
 
 /// The fleet lab, booted and converged on first use.
 pub fn fleet() -> Result<&'static TestLab, Failed> {
     let lab = FLEET.get_or_init(|| {
         clou_tests::require_lab()?;
-        let lab = TestLab::new("inventory/girofle.yaml", NAME)?;
-        let out = lab.clou(&["lab", "up", "--fresh", "--subnet", SUBNET]);
+        let inventory = setting("CLOU_FLEET_INVENTORY", "inventory/girofle.yaml");
+        let lab = TestLab::new(&inventory, &setting("CLOU_FLEET_LAB", NAME))?;
+        let subnet = setting("CLOU_FLEET_SUBNET", SUBNET);
+        let out = lab.clou(&["lab", "up", "--fresh", "--subnet", &subnet]);
         if !out.status.success() {
             return Err(format!(
                 "`clou lab up` of the fleet failed:\n{}",
