@@ -14,7 +14,8 @@
 //!
 //! Names reserved and set by clou for templates: `host` (name, address,
 //! release, groups, roles, the services its roles keep running, the ports
-//! they open and its tenants), `inventory` (every host name by group),
+//! they open and its tenants), `inventory` (`hosts`: every host name,
+//! `groups`: host names by group, `addresses`: each host's address),
 //! `tenants` (this host's instances of each application, see
 //! [`crate::inventory::tenant`]) and `item` (the element of `for_each`).
 
@@ -120,6 +121,13 @@ pub fn merge(
             value: json!({
                 "hosts": inventory.hosts.iter().map(|h| &h.name).collect::<Vec<_>>(),
                 "groups": by_group,
+                // Where each host is reached (its lab address in the lab):
+                // relays, scrapers and firewalls name their peers.
+                "addresses": inventory
+                    .hosts
+                    .iter()
+                    .map(|h| (h.name.clone(), Value::from(h.address.clone())))
+                    .collect::<serde_json::Map<_, _>>(),
             }),
             origin: Origin::Clou,
         },
