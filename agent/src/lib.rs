@@ -32,6 +32,7 @@ pub mod probes;
 pub mod resources;
 pub mod system;
 pub mod textfile;
+pub mod usage;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ pub enum Error {
     )]
     ProtocolMismatch { ours: u32, theirs: u32 },
     #[error(
-        "usage: clou-agent [--version | serve [--state-dir DIR] | check [--config FILE] [--state-dir DIR]] (got {0:?})"
+        "usage: clou-agent [--version | serve [--state-dir DIR] | check [--config FILE] [--state-dir DIR] | usage [--config FILE] [--state-dir DIR]] (got {0:?})"
     )]
     Usage(String),
     #[error("cannot use the check configuration {path}: {why}")]
@@ -88,6 +89,19 @@ pub fn run(args: &[String], input: impl BufRead, output: impl Write) -> Result<E
             }
             check(&system::Host, &config, &state_dir)
         }
+        Some("usage") => {
+            let mut config = PathBuf::from("/etc/clou/usage.json");
+            let mut state_dir = PathBuf::from(engine::STATE_DIR);
+            let mut rest = args[1..].iter();
+            while let Some(flag) = rest.next() {
+                match (flag.as_str(), rest.next()) {
+                    ("--config", Some(path)) => config = PathBuf::from(path),
+                    ("--state-dir", Some(dir)) => state_dir = PathBuf::from(dir),
+                    _ => return Err(Error::Usage(args.join(" "))),
+                }
+            }
+            usage_snapshot(&system::Host, &config, &state_dir)
+        }
         Some("serve") | None => {
             let state_dir = match &args.get(1..).unwrap_or_default() {
                 [] => PathBuf::from(engine::STATE_DIR),
@@ -104,6 +118,53 @@ pub fn run(args: &[String], input: impl BufRead, output: impl Write) -> Result<E
 /// writes the metrics file, and posts an alert when the health changed.
 /// Exits 0 whatever it found (a critical disk is news, not a failure of
 /// the check); only a missing or broken configuration fails.
+/// `clou-agent usage`: the daily snapshot, from the items the controller
+/// wrote to `/etc/clou/usage.json` (a [`clou_protocol::UsageRequest`]).
+pub fn usage_snapshot(
+    sys: &dyn system::System,
+    config: &Path,
+    state_dir: &Path,
+) -> Result<ExitCode, Error> {
+    let config_error = |why: String| Error::Config {
+        path: config.display().to_string(),
+        why,
+    };
+    let text = std::fs::read(config).map_err(|e| config_error(e.to_string()))?;
+    let request: clou_protocol::UsageRequest =
+        serde_json::from_slice(&text).map_err(|e| config_error(e.to_string()))?;
+    let report = usage::measure(sys, &request.items, &hostname(sys));
+    usage::store(sys, state_dir, &report)?;
+    let failed = report
+        .measures
+        .iter()
+        .filter(|m| !m.errors.is_empty())
+        .count();
+    for m in report.measures.iter().filter(|m| !m.errors.is_empty()) {
+        log(&format!(
+            "clou-agent usage: {}/{}: {}",
+            m.app,
+            m.tenant,
+            m.errors.join("; ")
+        ));
+    }
+    log(&format!(
+        "clou-agent usage: {} tenants measured for {}, {failed} with errors",
+        report.measures.len(),
+        report.date
+    ));
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn hostname(sys: &dyn system::System) -> String {
+    sys.read_text("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
 pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Result<ExitCode, Error> {
     let config_error = |why: String| Error::Config {
         path: config.display().to_string(),
@@ -230,6 +291,11 @@ pub fn serve(
             let report = probes::check(sys, &request.settings);
             return send(&mut output, &Message::Health(report));
         }
+        // Usage measures read and change nothing but the day's snapshot.
+        Some(Message::Usage(request)) => {
+            let report = usage::answer(sys, state_dir, &request, &hostname(sys));
+            return send(&mut output, &Message::UsageReport(report));
+        }
         // A controller that only checks the agent says hello and leaves.
         None => return Ok(()),
         Some(_) => return Err(Error::NoPlan),
@@ -289,7 +355,7 @@ pub fn serve(
 
 /// A log line on stderr. A controller that went away must not kill the
 /// agent halfway through a plan (eprintln! panics on a closed pipe).
-fn log(line: &str) {
+pub(crate) fn log(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 

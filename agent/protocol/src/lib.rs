@@ -15,7 +15,8 @@
 //!    [`Done`]; or one [`Refused`] if it cannot start (lock held, ...).
 //!
 //! Instead of a plan, the controller may send a [`CheckRequest`]; the
-//! agent then answers with one [`HealthReport`] and changes nothing.
+//! agent then answers with one [`HealthReport`] and changes nothing. Or a
+//! [`UsageRequest`], answered with one [`UsageReport`].
 //!
 //! The resource specs in [`resource`] are what a role author writes under
 //! each resource kind; their doc comments are the reference.
@@ -27,15 +28,17 @@
 
 pub mod health;
 pub mod resource;
+pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
 pub use health::{CheckRequest, Finding, HealthReport, Severity};
 pub use resource::Resource;
+pub use usage::{UsageItem, UsageMeasure, UsageReport, UsageRequest};
 
 /// Version of the wire protocol. Bumped on any incompatible change; both
 /// sides refuse to go on when the versions differ.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// One line on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +58,10 @@ pub enum Message {
     Check(CheckRequest),
     /// Agent to controller: what the health check found (last message).
     Health(HealthReport),
+    /// Controller to agent, instead of a plan: measure the tenants' usage.
+    Usage(UsageRequest),
+    /// Agent to controller: the measures (last message).
+    UsageReport(UsageReport),
 }
 
 /// The opening handshake.
