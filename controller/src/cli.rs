@@ -27,6 +27,9 @@ pub enum Command {
     /// Every host's health: disks, arrays, filesystems, services; or
     /// everything about one host.
     Status(StatusArgs),
+    /// The usage table (accounts, users and data per service, and a
+    /// total), measured now or from the snapshot of a past day.
+    Usage(UsageArgs),
     /// Lists hosts and groups, or shows one host's roles and merged vars
     /// with where each value comes from.
     Inventory(InventoryArgs),
@@ -72,6 +75,28 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
+    #[arg(long = "in-lab")]
+    pub in_lab: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// The table of that day (YYYY-MM-DD), from its snapshot: the one
+    /// beside the inventory, or else the hosts' own.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Only these hosts (as apply's --limit).
+    #[arg(long, short = 'l')]
+    pub limit: Option<String>,
+    /// The table as one JSON object.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// The table as CSV (data in GB), for a spreadsheet.
+    #[arg(long)]
+    pub csv: bool,
+    /// Measure the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,
 }

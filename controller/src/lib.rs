@@ -44,6 +44,7 @@ pub mod role;
 pub mod ssh;
 pub mod status;
 pub mod template;
+pub mod usage;
 pub mod vars;
 pub mod yaml;
 
@@ -98,6 +99,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 extra: args.extra,
             };
             status::run(&path, &opts)
+        }
+        Command::Usage(args) => {
+            let path = inventory_path(&args.select, args.in_lab)?;
+            let opts = usage::Options {
+                at: args.at,
+                json: args.json,
+                csv: args.csv,
+                limit: args.limit,
+            };
+            usage::run(&path, &opts)
         }
         Command::Inventory(args) => {
             let inventory = load_inventory(&args.select)?;

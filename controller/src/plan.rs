@@ -230,9 +230,15 @@ impl<'a> Planner<'a> {
             },
         );
         // Ports last: they may be templates over every other var.
-        let ports = self.ports_of(host, &roles, &vars::to_context(&vars))?;
+        let context = vars::to_context(&vars);
+        let ports = self.ports_of(host, &roles, &context)?;
+        let usage = self.usage_of(host, &roles, &context)?;
         if let Some(Value::Object(host_var)) = vars.get_mut("host").map(|v| &mut v.value) {
             host_var.insert("ports".into(), Value::Array(ports));
+            host_var.insert(
+                "usage".into(),
+                serde_json::to_value(usage).unwrap_or(Value::Null),
+            );
         }
         let roles = match only {
             None => roles,
@@ -298,6 +304,85 @@ impl<'a> Planner<'a> {
             by_app.insert(name.clone(), Value::Array(items));
         }
         Ok((by_app, flat))
+    }
+
+    /// `host.usage`: what `clou usage` measures on this host, one item per
+    /// tenant of each application whose role has a `usage:` section.
+    pub fn usage_of(
+        &self,
+        host: &Host,
+        roles: &[String],
+        context: &Value,
+    ) -> Result<Vec<clou_protocol::UsageItem>, PlanError> {
+        let mut out = Vec::new();
+        for name in roles {
+            let role = &self.roles.roles[name];
+            let Some((usage, line)) = &role.usage else {
+                continue;
+            };
+            if role.tenant.is_none() {
+                return Err(PlanError {
+                    where_: role.at(*line),
+                    host: host.name.clone(),
+                    what:
+                        "usage: only an application (a role with `tenant:`) is measured per tenant"
+                            .into(),
+                    hint: Some("add `tenant: {}` or remove `usage:`".into()),
+                });
+            }
+            let tenants = context
+                .get("tenants")
+                .and_then(|t| t.get(name))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for tenant in tenants {
+                let mut context = context.clone();
+                if let Value::Object(map) = &mut context {
+                    map.insert("item".into(), tenant.clone());
+                }
+                let render = |field: &str, text: &str| -> Result<String, PlanError> {
+                    self.templates
+                        .render_str(&role.at(*line), text, &context)
+                        .map_err(|f| PlanError {
+                            where_: role.at(*line),
+                            host: host.name.clone(),
+                            what: format!("usage: in `{field}`: {}", f.what),
+                            hint: None,
+                        })
+                };
+                let users = match &usage.users {
+                    None => None,
+                    Some(argv) => Some(
+                        argv.iter()
+                            .map(|a| render("users", a))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                };
+                let data = usage
+                    .data
+                    .iter()
+                    .map(|d| render("data", d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(bad) = data.iter().find(|d| !d.starts_with('/')) {
+                    return Err(PlanError {
+                        where_: role.at(*line),
+                        host: host.name.clone(),
+                        what: format!("usage: data path {bad:?} is not absolute"),
+                        hint: None,
+                    });
+                }
+                out.push(clou_protocol::UsageItem {
+                    service: render("service", &usage.service)?,
+                    app: name.clone(),
+                    tenant: tenant["name"].as_str().unwrap_or_default().to_owned(),
+                    active: tenant["state"] == "active",
+                    users,
+                    data,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// `host.ports`: what the host's roles open, as `{port, proto, from,

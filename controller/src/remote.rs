@@ -133,6 +133,61 @@ pub async fn exchange(
     anyhow::bail!("the agent on {host} could not be started after uploading it")
 }
 
+/// Sends each host its request (one connection per host, all in
+/// parallel) and returns each host's last message, or why there is none.
+/// For the read-only exchanges (health, usage); `apply` has its own loop
+/// for progress and reports.
+pub fn ask_all(
+    inventory: &crate::inventory::Inventory,
+    hosts: &[crate::inventory::Host],
+    mut requests: std::collections::BTreeMap<String, Message>,
+    is_last: fn(&Message) -> bool,
+) -> anyhow::Result<Vec<(String, Result<Message, String>)>> {
+    use std::sync::Arc;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let keys = Arc::new(crate::ssh::known_hosts::HostKeys::for_inventory(inventory));
+    let ssh_config = crate::ssh::config::SshConfig::load_default();
+    Ok(runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for host in hosts {
+            let target = Target::for_host(inventory, host, &ssh_config);
+            let keys = keys.clone();
+            let request = requests.remove(&host.name);
+            tasks.push(tokio::spawn(async move {
+                let Some(request) = request else {
+                    return Err("nothing to ask".to_owned());
+                };
+                let session = ssh::connect(&target, keys)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut last = None;
+                let result = exchange(&session, &target, &request, is_last, &mut |event| {
+                    if let AgentEvent::Message(message) = event
+                        && is_last(&message)
+                    {
+                        last = Some(message);
+                    }
+                })
+                .await;
+                session.close().await;
+                result.map_err(|e| format!("{e:#}"))?;
+                last.ok_or_else(|| "the agent sent no answer".to_owned())
+            }));
+        }
+        let mut results = Vec::new();
+        for (task, host) in tasks.into_iter().zip(hosts) {
+            let answer = task
+                .await
+                .unwrap_or_else(|err| Err(format!("the exchange stopped: {err}")));
+            results.push((host.name.clone(), answer));
+        }
+        results
+    }))
+}
+
 async fn upload(session: &ssh::Session, target: &Target) -> anyhow::Result<()> {
     let mut exec = session
         .exec(&ssh::as_root(target, &upload_script()))

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clou_protocol::health::{CheckRequest, CheckSettings, Finding, HealthReport, Severity};
@@ -18,9 +17,8 @@ use serde_json::json;
 
 use crate::inventory::{Host, Inventory};
 use crate::plan::Planner;
-use crate::remote::{self, AgentEvent};
+use crate::remote;
 use crate::role::Roles;
-use crate::ssh::{self, Target, config::SshConfig, known_hosts::HostKeys};
 
 /// What `clou status` was asked.
 #[derive(Debug, Clone, Default)]
@@ -126,59 +124,28 @@ pub fn check_all(
     hosts: Vec<Host>,
     mut settings: BTreeMap<String, CheckSettings>,
 ) -> anyhow::Result<Vec<HostHealth>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let keys = Arc::new(HostKeys::for_inventory(inventory));
-    let ssh_config = SshConfig::load_default();
-    let results = runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for host in &hosts {
-            let target = Target::for_host(inventory, host, &ssh_config);
-            let keys = keys.clone();
+    let requests = hosts
+        .iter()
+        .map(|h| {
             let request = Message::Check(CheckRequest {
-                settings: settings.remove(&host.name).unwrap_or_default(),
+                settings: settings.remove(&h.name).unwrap_or_default(),
             });
-            tasks.push(tokio::spawn(async move {
-                let report = check_host(&target, keys, &request).await;
-                HostHealth {
-                    host: target.name.clone(),
-                    report,
-                }
-            }));
-        }
-        let mut results = Vec::new();
-        for (task, host) in tasks.into_iter().zip(&hosts) {
-            results.push(task.await.unwrap_or_else(|err| HostHealth {
-                host: host.name.clone(),
-                report: Err(format!("the check stopped: {err}")),
-            }));
-        }
-        results
-    });
-    Ok(results)
-}
-
-async fn check_host(
-    target: &Target,
-    keys: Arc<HostKeys>,
-    request: &Message,
-) -> Result<HealthReport, String> {
-    let session = ssh::connect(target, keys)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut report = None;
-    let is_last = |m: &Message| matches!(m, Message::Health(_));
-    let result = remote::exchange(&session, target, request, is_last, &mut |event| {
-        if let AgentEvent::Message(Message::Health(health)) = event {
-            report = Some(health);
-        }
-    })
-    .await;
-    session.close().await;
-    result.map_err(|e| format!("{e:#}"))?;
-    report.ok_or_else(|| "the agent sent no health report".to_owned())
+            (h.name.clone(), request)
+        })
+        .collect();
+    let answers = remote::ask_all(inventory, &hosts, requests, |m| {
+        matches!(m, Message::Health(_))
+    })?;
+    Ok(answers
+        .into_iter()
+        .map(|(host, answer)| HostHealth {
+            host,
+            report: answer.and_then(|m| match m {
+                Message::Health(report) => Ok(report),
+                _ => Err("the agent sent no health report".to_owned()),
+            }),
+        })
+        .collect())
 }
 
 /// A probe's column: how many findings and the worst of them.

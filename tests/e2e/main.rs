@@ -19,6 +19,8 @@ mod fleet;
 mod health;
 /// `clou lab`: booting the replica, reaching its hosts, tearing it down.
 mod lab;
+/// `clou usage`: the usage table and its dated snapshots.
+mod usage;
 
 /// The lab every test shares, booted on first use.
 static LAB: OnceLock<Result<TestLab, String>> = OnceLock::new();
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
     let mut tests: Vec<(&str, Test)> = lab::TESTS.to_vec();
     tests.extend_from_slice(apply::TESTS);
     tests.extend_from_slice(health::TESTS);
+    tests.extend_from_slice(usage::TESTS);
     tests.extend_from_slice(lab::LAST);
     // The fleet's own lab, once the three-release one is down.
     tests.extend(fleet::tests());

@@ -112,7 +112,8 @@ impl TestLab {
         // trailing command of `lab ssh`.
         let split = match args.first() {
             Some(&"lab") | Some(&"hosts") => 2.min(args.len()),
-            Some(&"demo") | Some(&"apply") | Some(&"inventory") | Some(&"status") => 1,
+            Some(&"demo") | Some(&"apply") | Some(&"inventory") | Some(&"status")
+            | Some(&"usage") => 1,
             _ => 0,
         };
         cmd.args(&args[..split]);

@@ -59,6 +59,10 @@ pub struct Inventory {
     /// Vars of the lab replica (`lab: vars:` and the overlay's own); empty
     /// outside the lab.
     pub lab_vars: BTreeMap<String, Value>,
+    /// The lab's directory when this is a lab overlay: what clou records
+    /// about a rehearsal (usage snapshots...) goes there, not beside the
+    /// production inventory.
+    pub lab_dir: Option<PathBuf>,
 }
 
 /// One server.
@@ -131,6 +135,7 @@ impl Inventory {
         }
         inv.known_hosts = overlay.known_hosts;
         inv.identity = overlay.identity;
+        inv.lab_dir = path.parent().map(Path::to_owned);
         inv.lab_vars = inv.lab.vars.clone();
         inv.lab_vars.extend(overlay.vars);
         Ok(inv)
@@ -251,6 +256,7 @@ impl Inventory {
             roles_path,
             tenants,
             lab_vars: BTreeMap::new(),
+            lab_dir: None,
         })
     }
 
