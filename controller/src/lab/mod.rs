@@ -10,6 +10,8 @@
 //! - [`mirror`]: the Debian mirror, read from this machine's apt sources.
 //! - [`image`]: one base root filesystem per release (debootstrap, cached).
 //! - [`repo`] and [`labdeb`]: the apt repository hosts install from.
+//! - [`artifacts`]: stand-in application releases, served from that
+//!   repository, which the lab overlay's vars point the roles at.
 //! - [`overlay`]: each host's copy-on-write root filesystem.
 //! - [`net`]: the bridge, namespaces and veth pairs.
 //! - [`host`]: files, disks, boot and shutdown of one host.
@@ -18,6 +20,7 @@
 //! Everything lives under one root directory (`/var/lib/clou-lab`, or
 //! `CLOU_LAB_ROOT`): `images/` is shared, `labs/NAME/` belongs to one lab.
 
+pub mod artifacts;
 pub mod host;
 pub mod image;
 pub mod labdeb;
@@ -272,8 +275,9 @@ impl Lab {
         let work = self.dir().join("work");
         // What the roles install must be installable in the lab too.
         let mut packages = inventory.lab.packages.clone();
-        if let Ok(roles) = crate::role::Roles::load(&inventory.roles_path) {
-            for name in crate::plan::declared_packages(&roles) {
+        let roles = crate::role::Roles::load(&inventory.roles_path).ok();
+        if let Some(roles) = &roles {
+            for name in crate::plan::declared_packages(roles) {
                 if !packages.contains(&name) && !name.starts_with("clou-lab-") {
                     packages.push(name);
                 }
@@ -282,6 +286,13 @@ impl Lab {
         parallel(images.iter().collect(), |(release, image)| {
             repo::ensure(&self.repo_dir(), &work, release, image, &mirror, &packages)
         })?;
+        // The applications' releases, from the roles' stand-ins.
+        let artifacts = match &roles {
+            Some(roles) => {
+                artifacts::build_all(&self.repo_dir(), &artifacts::sources(inventory, roles))?
+            }
+            None => Vec::new(),
+        };
         self.ensure_key()?;
         prereq::raise_inotify_limit(inventory.hosts.len())?;
         let bridge = self.bridge();
@@ -392,7 +403,7 @@ impl Lab {
             )));
         }
         self.write_known_hosts(&state)?;
-        self.write_inventory_overlay(&state)?;
+        self.write_inventory_overlay(&state, &artifacts::vars(&artifacts))?;
         self.wait_for_ssh(&state, opts.timeout)?;
         Ok(state)
     }
@@ -449,22 +460,12 @@ impl Lab {
         std::fs::write(&path, text).map_err(io_err("writing", &path))
     }
 
-    fn write_inventory_overlay(&self, state: &LabState) -> Result<(), LabError> {
-        let mut text = format!(
-            "# Written by `clou lab up`: the lab replica of {}.\n\
-             # Same hosts, groups and vars; these addresses, keys and known_hosts.\n\
-             overlay_of: {}\nknown_hosts: {}\nidentity: {}\nhosts:\n",
-            state.inventory.display(),
-            state.inventory.display(),
-            self.known_hosts_path().display(),
-            self.key_path().display()
-        );
-        for h in &state.hosts {
-            text.push_str(&format!(
-                "  {}: {{address: {}, port: 22, user: root}}\n",
-                h.name, h.address
-            ));
-        }
+    fn write_inventory_overlay(
+        &self,
+        state: &LabState,
+        vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), LabError> {
+        let text = overlay_text(state, &self.known_hosts_path(), &self.key_path(), vars);
         let path = self.inventory_path();
         std::fs::write(&path, text).map_err(io_err("writing", &path))
     }
@@ -602,6 +603,40 @@ impl Lab {
     }
 }
 
+/// The lab inventory overlay: the inventory of `state` with its hosts at
+/// their lab addresses, the lab's SSH files, and the lab's own `vars`
+/// (where the application archives are).
+fn overlay_text(
+    state: &LabState,
+    known_hosts: &Path,
+    key: &Path,
+    vars: &BTreeMap<String, serde_json::Value>,
+) -> String {
+    let mut text = format!(
+        "# Written by `clou lab up`: the lab replica of {}.\n\
+         # Same hosts, groups and vars; these addresses, keys and known_hosts.\n\
+         overlay_of: {}\nknown_hosts: {}\nidentity: {}\nhosts:\n",
+        state.inventory.display(),
+        state.inventory.display(),
+        known_hosts.display(),
+        key.display()
+    );
+    for h in &state.hosts {
+        text.push_str(&format!(
+            "  {}: {{address: {}, port: 22, user: root}}\n",
+            h.name, h.address
+        ));
+    }
+    if !vars.is_empty() {
+        text.push_str("# The lab's stand-in application releases (never production's).\nvars:\n");
+        for (name, value) in vars {
+            // JSON is valid YAML: strings come out quoted and escaped.
+            text.push_str(&format!("  {name}: {value}\n"));
+        }
+    }
+    text
+}
+
 /// The OpenSSH client, reaching `destination` with `identity` only and
 /// checking its host key strictly against `known_hosts` only.
 pub fn openssh(known_hosts: &Path, identity: &Path, destination: &str) -> Command {
@@ -702,6 +737,108 @@ mod tests {
         let lab = Lab::new(Path::new("/tmp"), "a-rather-long-name-x").expect("valid");
         assert!(lab.bridge().len() <= 15);
         assert!(format!("clv{}{:03}", lab.tag(), 243).len() <= 15);
+    }
+
+    #[test]
+    fn the_overlay_carries_the_lab_artifacts_as_lab_vars() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("fleet.yaml");
+        std::fs::write(
+            &base,
+            "vars: {nextcloud_version: 29.0.4}\n\
+             hosts:\n  nc: {address: 192.0.2.1, vars: {nextcloud_url: \"https://upstream/x\"}}\n",
+        )
+        .expect("write");
+        let state = LabState {
+            name: "t".into(),
+            inventory: base.clone(),
+            subnet: "10.99.0.0/24".into(),
+            bridge: "clb-x".into(),
+            hosts: vec![HostState {
+                name: "nc".into(),
+                release: "bookworm".into(),
+                address: Ipv4Addr::new(10, 99, 0, 2),
+                image: PathBuf::from("/img"),
+                dir: PathBuf::from("/h"),
+                netns: "n".into(),
+                veth: "v".into(),
+                cgroups: Vec::new(),
+                disks: Vec::new(),
+                pid: None,
+            }],
+        };
+        let artifact = artifacts::Artifact {
+            app: "nextcloud".into(),
+            version: "29.0.4-lab".into(),
+            file_name: "nextcloud-29.0.4-lab.tar.gz".into(),
+            sha256: "0f".repeat(32),
+        };
+        let text = overlay_text(
+            &state,
+            Path::new("/lab/known_hosts"),
+            Path::new("/lab/key"),
+            &artifacts::vars(&[artifact]),
+        );
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(&path, &text).expect("write");
+        let lab = Inventory::load(&path).expect("the overlay loads");
+        let host = lab.host("nc").expect("host");
+        assert_eq!(host.address, "10.99.0.2");
+        let vars = crate::vars::merge(&lab, host, &[], &[], &BTreeMap::new());
+        let shown = |name: &str| {
+            let var = &vars[name];
+            (var.value.clone(), var.origin.to_string())
+        };
+        // Above the inventory's and the host's own: the lab's archive.
+        assert_eq!(
+            shown("nextcloud_version"),
+            (serde_json::json!("29.0.4-lab"), "lab vars".to_owned())
+        );
+        assert_eq!(
+            shown("nextcloud_url"),
+            (
+                serde_json::json!("file:///srv/clou-lab/apt/artifacts/nextcloud-29.0.4-lab.tar.gz"),
+                "lab vars".to_owned()
+            )
+        );
+        assert_eq!(shown("nextcloud_sha256").0, "0f".repeat(32).as_str());
+
+        // Without artifacts, no `vars:` at all.
+        let plain = overlay_text(&state, Path::new("/k"), Path::new("/i"), &BTreeMap::new());
+        assert!(!plain.contains("vars:"), "{plain}");
+    }
+
+    #[test]
+    fn artifacts_come_from_the_roles_the_hosts_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let roles_dir = dir.path().join("roles");
+        for (role, yaml, stand_in) in [
+            ("php", "description: x\n", true),
+            ("wiki", "depends: [php]\n", true),
+            ("unused", "description: x\n", true),
+            ("plain", "description: x\n", false),
+        ] {
+            let d = roles_dir.join(role);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("role.yaml"), yaml).expect("write");
+            if stand_in {
+                std::fs::create_dir_all(d.join(artifacts::SOURCE_DIR)).expect("mkdir");
+            }
+        }
+        let inv = dir.path().join("inv.yaml");
+        std::fs::write(
+            &inv,
+            format!(
+                "roles_path: [{}]\ngroups:\n  g: {{hosts: [a], roles: [plain]}}\n\
+                 hosts:\n  a: {{address: 192.0.2.1, roles: [wiki]}}\n",
+                roles_dir.display()
+            ),
+        )
+        .expect("write");
+        let inventory = Inventory::load(&inv).expect("loads");
+        let roles = crate::role::Roles::load(&inventory.roles_path).expect("roles");
+        let found: Vec<String> = artifacts::sources(&inventory, &roles).into_keys().collect();
+        assert_eq!(found, ["php", "wiki"]);
     }
 
     #[test]

@@ -19,6 +19,12 @@ use crate::process;
 /// Where hosts see the repository.
 pub const MOUNT_POINT: &str = "/srv/clou-lab/apt";
 
+/// The `file://` URL under which hosts see `relative`, a path inside the
+/// repository (the lab's application archives, see [`super::artifacts`]).
+pub fn url_of(relative: &str) -> String {
+    format!("file://{MOUNT_POINT}/{relative}")
+}
+
 /// The apt source line a host of `release` uses.
 pub fn source_line(release: &str) -> String {
     format!("deb [trusted=yes] file:{MOUNT_POINT} {release} main\n")
