@@ -36,8 +36,9 @@ pub enum Command {
     /// Host keys.
     #[command(subcommand)]
     Hosts(HostsCommand),
-    /// Boots the lab replica of the fleet, applies the base role twice
-    /// (the second time changes nothing) and shows every host answering.
+    /// Boots the lab replica of the fleet, converges every role twice (the
+    /// second time changes nothing), then shows every host, the fleet's
+    /// health and its usage table.
     Demo(DemoArgs),
 }
 

@@ -2,7 +2,8 @@
 //! command. It boots one host per inventory host, converges them to their
 //! roles, converges them again to show that nothing changes the second
 //! time, shows each host answering over SSH with its Debian release and
-//! systemd state, and prints the fleet's health (`clou status`).
+//! systemd state, and prints the fleet's health (`clou status`) and usage
+//! table (`clou usage`).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -120,8 +121,14 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
         settings,
     )?;
     crate::status::print_fleet(&health);
+    // What the association's yearly report asks: accounts, users, data.
+    println!();
+    let usage = crate::usage::run(&overlay, &crate::usage::Options::default());
+    if let Err(err) = &usage {
+        eprintln!("demo: clou usage failed: {err:#}");
+    }
     println!(
-        "\n{} of {} hosts answer over SSH. Try `clou lab ssh {}` or `clou status --in-lab`; stop the lab with `clou lab down`.",
+        "\n{} of {} hosts answer over SSH. Try `clou lab ssh {}`, `clou status --in-lab` or `clou usage --in-lab`; stop the lab with `clou lab down`.",
         rows.len() - failed,
         rows.len(),
         state
@@ -130,7 +137,7 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
             .map(|h| h.name.as_str())
             .unwrap_or("HOST")
     );
-    Ok(ExitCode::from(if failed == 0 && converged {
+    Ok(ExitCode::from(if failed == 0 && converged && usage.is_ok() {
         crate::EXIT_OK
     } else {
         crate::EXIT_HOSTS_FAILED
