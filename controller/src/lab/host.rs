@@ -268,6 +268,10 @@ pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
             "--timezone=off",
             "--link-journal=no",
             "--console=read-only",
+            // The firewall (nftables) needs it, and the host has a network
+            // namespace of its own: what it changes there stays there
+            // (`--private-network` grants the same).
+            "--capability=CAP_NET_ADMIN",
         ])
         .arg(format!(
             "--bind-ro={}:{}",
