@@ -72,7 +72,12 @@ pub fn show_inventory(
         if matches!(var.origin, crate::vars::Origin::Clou) {
             continue;
         }
-        let value = serde_json::to_string(&var.value)?;
+        // The key every derived secret comes from is never printed.
+        let value = if key == crate::template::SECRET_KEY_VAR {
+            "(secret, not shown)".to_owned()
+        } else {
+            serde_json::to_string(&var.value)?
+        };
         println!("{key:<width$}  {value}    # {}", var.origin);
     }
     Ok(ExitCode::SUCCESS)
