@@ -21,9 +21,10 @@ fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut inventory = Inventory::load(&root.join("inventory/girofle.yaml"))?;
     // Plans need the derived passwords' key; production's is a secret.
-    inventory
-        .lab_vars
-        .insert("secret_key".into(), "plan-scale-example-key-0123456789".into());
+    inventory.lab_vars.insert(
+        "secret_key".into(),
+        "plan-scale-example-key-0123456789".into(),
+    );
     let template = inventory
         .tenants
         .get(&app)

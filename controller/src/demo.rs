@@ -137,11 +137,13 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
             .map(|h| h.name.as_str())
             .unwrap_or("HOST")
     );
-    Ok(ExitCode::from(if failed == 0 && converged && usage.is_ok() {
-        crate::EXIT_OK
-    } else {
-        crate::EXIT_HOSTS_FAILED
-    }))
+    Ok(ExitCode::from(
+        if failed == 0 && converged && usage.is_ok() {
+            crate::EXIT_OK
+        } else {
+            crate::EXIT_HOSTS_FAILED
+        },
+    ))
 }
 
 fn ask(lab: &Lab, address: std::net::Ipv4Addr) -> anyhow::Result<(String, String, String)> {

@@ -694,9 +694,16 @@ impl RoleBuilder<'_, '_> {
                 ));
             }
         };
+        // An id is a template too, so that a sensitive command repeated
+        // with for_each can be named per element (`install {{item.name}}`).
         let explicit_id = match fields.remove("id") {
             None => None,
-            Some(Value::String(id)) => Some(id),
+            Some(Value::String(id)) => {
+                match self.render_value(line, "id", Value::String(id), context)? {
+                    Value::String(id) => Some(id),
+                    other => Some(other.to_string()),
+                }
+            }
             Some(other) => {
                 return Err(self.error(
                     line,
@@ -1066,6 +1073,9 @@ pub fn declared_packages(roles: &Roles) -> BTreeSet<String> {
         .values()
         .flat_map(|r| r.resources.iter().chain(r.handlers.iter().map(|(_, i)| i)))
         .filter(|i| i.kind == "package")
+        // A package a role removes is not one the lab must carry (and may
+        // conflict with one it installs: systemd-timesyncd and chrony).
+        .filter(|i| i.fields.get("state").and_then(Value::as_str) != Some("absent"))
         .filter_map(|i| i.fields.get("name").and_then(Value::as_str))
         .filter(|n| !n.contains("{{"))
         .map(str::to_owned)
@@ -1377,6 +1387,40 @@ mod tests {
     }
 
     #[test]
+    fn an_id_is_a_template_so_a_repeated_sensitive_command_is_named_per_element() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n\
+             \x20 - command:\n\
+             \x20     for_each: sites\n\
+             \x20     id: \"install {{item}}\"\n\
+             \x20     argv: [install, \"{{item}}\"]\n\
+             \x20     sensitive: true\n",
+        );
+        let plan = f
+            .plan("vars: {sites: [a, b]}\nhosts: {web: {roles: [base]}}\n")
+            .unwrap();
+        let ids: Vec<&str> = plan[0].resources.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["base/install a", "base/install b"]);
+    }
+
+    #[test]
+    fn the_lab_carries_the_packages_roles_install_not_those_they_remove() {
+        let f = Fixture::new();
+        f.role(
+            "base",
+            "resources:\n  - package: {name: chrony}\n  - package: {name: systemd-timesyncd, state: absent}\n",
+        );
+        let path = f.dir.path().join("roles");
+        let roles = Roles::load(&[path]).unwrap();
+        assert_eq!(
+            declared_packages(&roles),
+            BTreeSet::from(["chrony".to_owned()])
+        );
+    }
+
+    #[test]
     fn a_duplicate_resource_is_refused_with_both_lines() {
         let f = Fixture::new();
         f.role(
@@ -1502,8 +1546,11 @@ mod tests {
         let inv = Inventory::load(&path).unwrap();
         let roles = Roles::load(&inv.roles_path).unwrap();
         let planner = Planner::new(&inv, &roles).unwrap();
+        // Production's secret_key comes from the admins' secrets, never
+        // from the inventory: the snapshot uses a fixed stand-in.
+        let extra = BTreeMap::from([("secret_key".to_owned(), json!("snapshot-secret-key"))]);
         for host in &inv.hosts {
-            let plan = planner.plan(host, &BTreeMap::new(), None).unwrap();
+            let plan = planner.plan(host, &extra, None).unwrap();
             let text = serde_json::to_string_pretty(&plan).unwrap();
             insta::assert_snapshot!(format!("plan-{}", host.name), text);
         }
