@@ -1065,12 +1065,13 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Every distinct package name the roles declare without templating, for
-/// the lab's apt repository.
-pub fn declared_packages(roles: &Roles) -> BTreeSet<String> {
+/// Every distinct package name the `used` roles declare without
+/// templating, for the lab's apt repository.
+pub fn declared_packages(roles: &Roles, used: &[String]) -> BTreeSet<String> {
     roles
         .roles
         .values()
+        .filter(|r| used.contains(&r.name))
         .flat_map(|r| r.resources.iter().chain(r.handlers.iter().map(|(_, i)| i)))
         .filter(|i| i.kind == "package")
         // A package a role removes is not one the lab must carry (and may

@@ -83,8 +83,23 @@ pub fn vars(artifacts: &[Artifact]) -> BTreeMap<String, Value> {
 /// The roles the inventory's hosts use (through groups and dependencies)
 /// that carry a stand-in release, with its directory, by role name.
 pub fn sources(inventory: &Inventory, roles: &Roles) -> BTreeMap<String, PathBuf> {
+    let used = used_roles(inventory, roles, |_| true);
+    used.into_iter()
+        .filter_map(|name| {
+            let dir = roles.roles.get(&name)?.dir.join(SOURCE_DIR);
+            dir.is_dir().then_some((name, dir))
+        })
+        .collect()
+}
+
+/// The roles (with their dependencies) of the hosts `keep` selects.
+pub fn used_roles(
+    inventory: &Inventory,
+    roles: &Roles,
+    keep: impl Fn(&crate::inventory::Host) -> bool,
+) -> Vec<String> {
     let mut named: BTreeSet<String> = BTreeSet::new();
-    for host in &inventory.hosts {
+    for host in inventory.hosts.iter().filter(|h| keep(h)) {
         for group in inventory.groups_of(&host.name) {
             if let Some(g) = inventory.groups.get(&group) {
                 named.extend(g.roles.iter().cloned());
@@ -92,20 +107,13 @@ pub fn sources(inventory: &Inventory, roles: &Roles) -> BTreeMap<String, PathBuf
         }
         named.extend(host.roles.iter().cloned());
     }
-    let named: Vec<String> = named.into_iter().collect();
     // An unknown role is the plan's error to report, with its hints; here
     // the known ones are enough.
     let known: Vec<String> = named
         .into_iter()
         .filter(|n| roles.roles.contains_key(n))
         .collect();
-    let used = roles.expand(&known, "lab artifacts").unwrap_or(known);
-    used.into_iter()
-        .filter_map(|name| {
-            let dir = roles.roles.get(&name)?.dir.join(SOURCE_DIR);
-            dir.is_dir().then_some((name, dir))
-        })
-        .collect()
+    roles.expand(&known, "lab artifacts").unwrap_or(known)
 }
 
 /// Packs every source into `repo/artifacts/` and removes the archives no

@@ -273,18 +273,24 @@ impl Lab {
         // Built once here: the per-release repositories share them.
         labdeb::build_all(&self.repo_dir().join("pool/lab"))?;
         let work = self.dir().join("work");
-        // What the roles install must be installable in the lab too.
-        let mut packages = inventory.lab.packages.clone();
+        // What the roles of a release's hosts install must be installable
+        // in the lab too (and only that: a package one release lacks must
+        // not stop a lab whose hosts on that release do not use it).
         let roles = crate::role::Roles::load(&inventory.roles_path).ok();
-        if let Some(roles) = &roles {
-            for name in crate::plan::declared_packages(roles) {
-                if !packages.contains(&name) && !name.starts_with("clou-lab-") {
-                    packages.push(name);
+        let packages_of = |release: &str| {
+            let mut packages = inventory.lab.packages.clone();
+            if let Some(roles) = &roles {
+                let used = artifacts::used_roles(inventory, roles, |h| release_of(h) == release);
+                for name in crate::plan::declared_packages(roles, &used) {
+                    if !packages.contains(&name) && !name.starts_with("clou-lab-") {
+                        packages.push(name);
+                    }
                 }
             }
-        }
+            packages
+        };
         parallel(images.iter().collect(), |(release, image)| {
-            repo::ensure(&self.repo_dir(), &work, release, image, &mirror, &packages)
+            repo::ensure(&self.repo_dir(), &work, release, image, &mirror, &packages_of(release))
         })?;
         // The applications' releases, from the roles' stand-ins.
         let artifacts = match &roles {
