@@ -1415,10 +1415,12 @@ mod tests {
         );
         let path = f.dir.path().join("roles");
         let roles = Roles::load(&[path]).unwrap();
+        let used = ["base".to_owned()];
         assert_eq!(
-            declared_packages(&roles),
+            declared_packages(&roles, &used),
             BTreeSet::from(["chrony".to_owned()])
         );
+        assert!(declared_packages(&roles, &[]).is_empty());
     }
 
     #[test]

@@ -290,7 +290,14 @@ impl Lab {
             packages
         };
         parallel(images.iter().collect(), |(release, image)| {
-            repo::ensure(&self.repo_dir(), &work, release, image, &mirror, &packages_of(release))
+            repo::ensure(
+                &self.repo_dir(),
+                &work,
+                release,
+                image,
+                &mirror,
+                &packages_of(release),
+            )
         })?;
         // The applications' releases, from the roles' stand-ins.
         let artifacts = match &roles {
