@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clou_tests::TestLab;
 use libtest_mimic::Failed;
 
 use crate::lab;
@@ -680,7 +681,11 @@ fn keys_of_the_ssh_agent_log_in() -> Result<(), Failed> {
 /// line in the inventory): on every host the account is locked, out of
 /// sudo, without keys, and the key no longer logs in; the home is kept.
 fn removing_an_admin_locks_the_account_on_every_host() -> Result<(), Failed> {
-    let lab = lab()?;
+    an_admin_leaves(lab()?, HOSTS)
+}
+
+/// The story above on `hosts` of `lab` (the fleet's tests tell it too).
+pub fn an_admin_leaves(lab: &TestLab, hosts: &[&str]) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("eve");
     let made = Command::new("ssh-keygen")
@@ -722,7 +727,7 @@ fn removing_an_admin_locks_the_account_on_every_host() -> Result<(), Failed> {
     };
 
     lab.apply(&["-e", &admins("active")]).expect_code(0);
-    for host in HOSTS {
+    for host in hosts {
         assert!(
             login(host)?,
             "{host}: eve logs in with her key and may sudo"
@@ -730,7 +735,7 @@ fn removing_an_admin_locks_the_account_on_every_host() -> Result<(), Failed> {
     }
 
     lab.apply(&["-e", &admins("removed")]).expect_code(0);
-    for host in HOSTS {
+    for host in hosts {
         assert!(!login(host)?, "{host}: eve's key no longer logs in");
         let state = lab.ssh_ok(
             host,
@@ -749,7 +754,7 @@ fn removing_an_admin_locks_the_account_on_every_host() -> Result<(), Failed> {
     // Leaving is idempotent too.
     let again = lab.apply(&["--json", "-e", &admins("removed")]);
     again.expect_code(0);
-    for host in HOSTS {
+    for host in hosts {
         assert_eq!(again.host(host)["changed"], 0, "{host}");
     }
     lab.apply(&[]).expect_code(0);

@@ -5,10 +5,13 @@
 //! [`TestLab`] boots a lab from an inventory by running the `clou` binary
 //! as a user would, then lets a test reach its hosts with the OpenSSH
 //! client (not clou's own transport), so that what a test checks on a host
-//! is checked independently of clou. [`require_lab`] says plainly why the
+//! is checked independently of clou. [`smtp::Sink`] is a mail sink on the
+//! lab's bridge, where a relay's mail lands. [`require_lab`] says plainly why the
 //! lab cannot run here, rather than letting the tests fail obscurely.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -251,6 +254,23 @@ systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"
             .state()
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the lab has no state".to_owned())
+    }
+
+    /// This machine's address on the lab's bridge (the subnet's `.1`),
+    /// where a test's own servers (webhook, mail sink) listen.
+    pub fn bridge(&self) -> Result<String, String> {
+        let subnet = self.state()?.subnet;
+        subnet
+            .split('/')
+            .next()
+            .and_then(|net| net.rsplit_once('.'))
+            .map(|(prefix, _)| format!("{prefix}.1"))
+            .ok_or_else(|| format!("the lab's subnet {subnet} is not an IPv4 network"))
+    }
+
+    /// A lab host's address.
+    pub fn address(&self, host: &str) -> Result<std::net::Ipv4Addr, String> {
+        Ok(self.lab.host(host).map_err(|e| e.to_string())?.address)
     }
 
     /// Host names of the lab, in inventory order.

@@ -29,6 +29,9 @@ pub const SUBNET: &str = "10.96.0.0/24";
 /// `CLOU_FLEET_INVENTORY`, `CLOU_FLEET_LAB` and `CLOU_FLEET_SUBNET` replace
 /// the inventory, the lab name and the subnet: a role's author runs these
 /// tests against a draft of the fleet while another lab is up.
+/// `CLOU_FLEET_REUSE=1` keeps the hosts of a lab that is already up and
+/// leaves it up at the end (the demo's: `CLOU_FLEET_LAB=girofle
+/// CLOU_FLEET_SUBNET=10.99.0.0/24`).
 fn setting(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
 }
@@ -42,7 +45,13 @@ pub fn fleet() -> Result<&'static TestLab, Failed> {
         let inventory = setting("CLOU_FLEET_INVENTORY", "inventory/girofle.yaml");
         let lab = TestLab::new(&inventory, &setting("CLOU_FLEET_LAB", NAME))?;
         let subnet = setting("CLOU_FLEET_SUBNET", SUBNET);
-        let out = lab.clou(&["lab", "up", "--fresh", "--subnet", &subnet]);
+        // CLOU_FLEET_REUSE=1 keeps the hosts of a lab already up (a role's
+        // author iterating); the default starts from fresh hosts.
+        let mut args = vec!["lab", "up", "--subnet", &subnet];
+        if setting("CLOU_FLEET_REUSE", "0") != "1" {
+            args.push("--fresh");
+        }
+        let out = lab.clou(&args);
         if !out.status.success() {
             return Err(format!(
                 "`clou lab up` of the fleet failed:\n{}",
@@ -54,8 +63,12 @@ pub fn fleet() -> Result<&'static TestLab, Failed> {
     lab.as_ref().map_err(|e| Failed::from(e.as_str()))
 }
 
-/// Whether the fleet lab was booted (so that it is torn down).
+/// Whether the fleet lab was booted (so that it is torn down), unless it
+/// was a reused one, which stays up as it was found.
 pub fn booted() -> Option<&'static TestLab> {
+    if setting("CLOU_FLEET_REUSE", "0") == "1" {
+        return None;
+    }
     FLEET.get().and_then(|r| r.as_ref().ok())
 }
 
