@@ -18,6 +18,7 @@
 //!    (`clou_protocol::resource`): unknown fields, bad modes and the like
 //!    are errors naming `role.yaml:line`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -28,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use crate::inventory::{Host, Inventory};
 use crate::role::{Item, Role, Roles};
-use crate::template::Templates;
+use crate::template::{Data, Templates};
 use crate::vars::{self, Var};
 
 /// Fields any resource may carry besides its kind's own.
@@ -336,14 +337,12 @@ impl<'a> Planner<'a> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            let mut data = Data::new(context.clone());
             for tenant in tenants {
-                let mut context = context.clone();
-                if let Value::Object(map) = &mut context {
-                    map.insert("item".into(), tenant.clone());
-                }
+                data.set_item(Some(tenant.clone()));
                 let render = |field: &str, text: &str| -> Result<String, PlanError> {
                     self.templates
-                        .render_str(&role.at(*line), text, &context)
+                        .render_str(&role.at(*line), text, &data)
                         .map_err(|f| PlanError {
                             where_: role.at(*line),
                             host: host.name.clone(),
@@ -394,6 +393,7 @@ impl<'a> Planner<'a> {
         context: &Value,
     ) -> Result<Vec<Value>, PlanError> {
         let mut out = Vec::new();
+        let data = Data::new(context.clone());
         for name in roles {
             let role = &self.roles.roles[name];
             for (value, line) in &role.ports {
@@ -408,7 +408,7 @@ impl<'a> Planner<'a> {
                 };
                 let render = |text: &str| -> Result<String, PlanError> {
                     self.templates
-                        .render_str(&role.at(*line), text, context)
+                        .render_str(&role.at(*line), text, &data)
                         .map_err(|f| err(f.what))
                 };
                 let (port, proto, from) = match value {
@@ -496,7 +496,7 @@ impl<'a> Planner<'a> {
         only: Option<&[String]>,
     ) -> Result<Vec<RolePlan>, PlanError> {
         let HostVars { roles, vars } = self.host_vars(host, extra, only)?;
-        let context = vars::to_context(&vars);
+        let data = RefCell::new(Data::new(vars::to_context(&vars)));
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         let mut out = Vec::new();
         for (index, name) in roles.iter().enumerate() {
@@ -506,7 +506,7 @@ impl<'a> Planner<'a> {
                 host,
                 role,
                 earlier: &roles[..index],
-                context: &context,
+                data: &data,
             };
             let mut plan = RolePlan {
                 name: name.clone(),
@@ -567,7 +567,8 @@ struct RoleBuilder<'p, 'a> {
     role: &'p Role,
     /// Roles before this one, whose handlers may be notified too.
     earlier: &'p [String],
-    context: &'p Value,
+    /// The host's vars, and `item` while a `for_each` element is built.
+    data: &'p RefCell<Data>,
 }
 
 impl RoleBuilder<'_, '_> {
@@ -602,10 +603,8 @@ impl RoleBuilder<'_, '_> {
         };
         let mut steps = Vec::new();
         for element in items {
-            let mut context = self.context.clone();
-            if let (Some(element), Value::Object(map)) = (&element, &mut context) {
-                map.insert("item".into(), element.clone());
-            }
+            self.data.borrow_mut().set_item(element);
+            let context = self.data.borrow();
             if let Some(when) = &when {
                 let Value::String(text) = when else {
                     return Err(self.error(
@@ -621,6 +620,7 @@ impl RoleBuilder<'_, '_> {
             }
             steps.push(self.step(item, &fields, &context, handler)?);
         }
+        self.data.borrow_mut().set_item(None);
         Ok(steps)
     }
 
@@ -632,7 +632,7 @@ impl RoleBuilder<'_, '_> {
                     .trim_start_matches("{{")
                     .trim_end_matches("}}")
                     .trim();
-                lookup(self.context, name).cloned().ok_or_else(|| {
+                lookup(self.data.borrow().value(), name).cloned().ok_or_else(|| {
                     self.error(
                         line,
                         format!("`for_each: {name}`: no var {name:?} is set for this host"),
@@ -656,7 +656,7 @@ impl RoleBuilder<'_, '_> {
         &self,
         item: &Item,
         fields: &Map<String, Value>,
-        context: &Value,
+        context: &Data,
         handler: Option<&str>,
     ) -> Result<Step, PlanError> {
         let line = item.line;
@@ -806,7 +806,7 @@ impl RoleBuilder<'_, '_> {
         line: u64,
         field: &str,
         text: &str,
-        context: &Value,
+        context: &Data,
     ) -> Result<String, PlanError> {
         let where_ = format!("{} ({field})", self.role.at(line));
         self.planner
@@ -826,12 +826,12 @@ impl RoleBuilder<'_, '_> {
         line: u64,
         field: &str,
         value: Value,
-        context: &Value,
+        context: &Data,
     ) -> Result<Value, PlanError> {
         Ok(match value {
             Value::String(text) => {
                 if let Some(path) = whole_expression(&text) {
-                    match lookup(context, path) {
+                    match lookup(context.value(), path) {
                         // Lists, mappings and booleans keep their type; a
                         // number becomes text like any rendered string
                         // (argv elements, versions and modes are strings).
@@ -875,7 +875,7 @@ impl RoleBuilder<'_, '_> {
         &self,
         line: u64,
         fields: &mut Map<String, Value>,
-        context: &Value,
+        context: &Data,
     ) -> Result<(), PlanError> {
         let given: Vec<&str> = ["content", "template", "source"]
             .into_iter()

@@ -30,6 +30,38 @@ pub struct RenderFailure {
     pub what: String,
 }
 
+/// What templates read: one host's vars, and `item` inside a `for_each`.
+///
+/// handlebars copies plain data into its own context at every render; a
+/// host with 126 tenants has a large context and renders thousands of
+/// strings, so it is wrapped once per host and `item` is swapped in place.
+#[derive(Debug, Clone)]
+pub struct Data(Context);
+
+impl Data {
+    pub fn new(value: Value) -> Data {
+        Data(Context::from(value))
+    }
+
+    pub fn value(&self) -> &Value {
+        self.0.data()
+    }
+
+    /// Sets `item` (or removes it with `None`).
+    pub fn set_item(&mut self, item: Option<Value>) {
+        if let Value::Object(map) = self.0.data_mut() {
+            match item {
+                Some(item) => {
+                    map.insert("item".into(), item);
+                }
+                None => {
+                    map.remove("item");
+                }
+            }
+        }
+    }
+}
+
 /// The template engine, with every template file registered.
 #[derive(Debug)]
 pub struct Templates {
@@ -108,10 +140,10 @@ impl Templates {
     }
 
     /// Renders a registered template file.
-    pub fn render_file(&self, path: &Path, data: &Value) -> Result<String, RenderFailure> {
+    pub fn render_file(&self, path: &Path, data: &Data) -> Result<String, RenderFailure> {
         let name = path.display().to_string();
         self.registry
-            .render(&name, data)
+            .render_with_context(&name, &data.0)
             .map_err(|err| render_failure(&name, &err))
     }
 
@@ -121,13 +153,13 @@ impl Templates {
         &self,
         where_: &str,
         text: &str,
-        data: &Value,
+        data: &Data,
     ) -> Result<String, RenderFailure> {
         if !text.contains("{{") {
             return Ok(text.to_owned());
         }
         self.registry
-            .render_template(text, data)
+            .render_template_with_context(text, &data.0)
             .map_err(|err| render_failure(where_, &err))
     }
 }
@@ -309,7 +341,7 @@ mod tests {
     use serde_json::json;
 
     fn render(text: &str, data: Value) -> Result<String, RenderFailure> {
-        Templates::new().render_str("roles/t/role.yaml:3", text, &data)
+        Templates::new().render_str("roles/t/role.yaml:3", text, &Data::new(data))
     }
 
     #[test]
@@ -404,7 +436,7 @@ mod tests {
         std::fs::write(&path, "# managed\nPort {{ssh_port}}\n").unwrap();
         let mut t = Templates::new();
         t.register_file(&path).unwrap();
-        let err = t.render_file(&path, &json!({})).unwrap_err();
+        let err = t.render_file(&path, &Data::new(json!({}))).unwrap_err();
         assert_eq!(err.where_, format!("{}:2:6", path.display()), "{err}");
         assert!(err.what.contains("ssh_port"), "{err}");
     }
