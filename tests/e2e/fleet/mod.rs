@@ -17,8 +17,14 @@ mod apps;
 mod backup;
 /// The base role's firewall, upgrades and time sync; the monitoring.
 mod base;
+/// Mattermost and Discourse on forums.
+mod forums;
 /// The outgoing relay and the mailing lists.
 mod mail;
+/// Prometheus and Alertmanager on web, scraping the fleet.
+mod monitoring;
+/// BookStack and Paheko on web.
+mod webapps;
 
 type Test = fn() -> Result<(), Failed>;
 
@@ -96,7 +102,10 @@ pub fn tests() -> Vec<(&'static str, Test)> {
     )];
     tests.extend_from_slice(base::TESTS);
     tests.extend_from_slice(apps::TESTS);
+    tests.extend_from_slice(webapps::TESTS);
+    tests.extend_from_slice(forums::TESTS);
     tests.extend_from_slice(mail::TESTS);
     tests.extend_from_slice(backup::TESTS);
+    tests.extend_from_slice(monitoring::TESTS);
     tests
 }
