@@ -1,6 +1,6 @@
 //! Backups: borgmatic on a client creates an archive in its own
-//! append-only repository on the backup host, and the success marker the
-//! health check watches is renewed.
+//! append-only repository on the backup host, with a dump of the host's
+//! databases, and the success marker the health check watches is renewed.
 
 use libtest_mimic::Failed;
 
@@ -61,6 +61,15 @@ fn a_client_backup_lands_on_the_backup_host() -> Result<(), Failed> {
         &format!("{env} borg extract --stdout {repo}::{last} srv/clou-e2e/proof"),
     );
     assert_eq!(restored, proof);
+    // The host's databases are in the archive as a dump (pg_dumpall
+    // streamed by borgmatic), not as a running server's files.
+    let dump = lab.ssh_ok(
+        "backup",
+        &format!(
+            "{env} borg extract --stdout {repo}::{last} var/lib/borgmatic/postgresql_databases/localhost/all | grep -c 'CREATE DATABASE nextcloud_amap_lyon'"
+        ),
+    );
+    assert_eq!(dump.trim(), "1", "the Nextcloud databases are dumped");
     // The repository is the borg account's, and that account's key for
     // this client may only run an append-only `borg serve` of it.
     let keys = lab.ssh_ok(

@@ -23,6 +23,8 @@ mod forums;
 mod mail;
 /// Prometheus and Alertmanager on web, scraping the fleet.
 mod monitoring;
+/// The ONLYOFFICE document server, and mailcow's domains.
+mod office_mail;
 /// BookStack and Paheko on web.
 mod webapps;
 
@@ -104,6 +106,7 @@ pub fn tests() -> Vec<(&'static str, Test)> {
     tests.extend_from_slice(apps::TESTS);
     tests.extend_from_slice(webapps::TESTS);
     tests.extend_from_slice(forums::TESTS);
+    tests.extend_from_slice(office_mail::TESTS);
     tests.extend_from_slice(mail::TESTS);
     tests.extend_from_slice(backup::TESTS);
     tests.extend_from_slice(monitoring::TESTS);
