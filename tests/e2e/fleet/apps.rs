@@ -22,6 +22,10 @@ pub const TESTS: &[(&str, Test)] = &[
         nextcloud_background_jobs_run_from_their_timer,
     ),
     (
+        "fleet::apps::an_apply_limited_to_one_tenant_touches_only_it",
+        an_apply_limited_to_one_tenant_touches_only_it,
+    ),
+    (
         "fleet::apps::the_site_is_served_on_web",
         the_site_is_served_on_web,
     ),
@@ -204,5 +208,42 @@ fn usage_counts_the_nextcloud_tenants() -> Result<(), Failed> {
     assert_eq!(row["accounts"], 3, "{table}");
     // One admin account per installed instance, the archived one included.
     assert_eq!(row["users"], 4, "{table}");
+    Ok(())
+}
+
+/// `--tenant amap-lyon` converges that instance's resources only: two
+/// tenants' pools are edited by hand, one apply puts back amap-lyon's and
+/// leaves ecole-vive's as it was; a whole apply then mends the other.
+fn an_apply_limited_to_one_tenant_touches_only_it() -> Result<(), Failed> {
+    let lab = fleet()?;
+    let pool = |name: &str| format!("/etc/php/8.2/fpm/pool.d/nextcloud-{name}.conf");
+    let edited = |name: &str| -> Result<bool, Failed> {
+        let out = lab.ssh_ok(
+            HOST,
+            &format!("grep -c '^; edited by hand' {} || true", pool(name)),
+        );
+        Ok(out.trim() != "0")
+    };
+    for name in ["amap-lyon", "ecole-vive"] {
+        lab.ssh_ok(HOST, &format!("echo '; edited by hand' >> {}", pool(name)));
+    }
+    let one = lab.apply(&["--json", "--tenant", "nextcloud/amap-lyon"]);
+    one.expect_code(0);
+    assert!(!edited("amap-lyon")?, "amap-lyon's pool is converged again");
+    assert!(edited("ecole-vive")?, "ecole-vive's pool was not touched");
+    // Only the hosts serving the tenant took part.
+    let hosts: Vec<String> = one
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "host")
+        .filter_map(|e| e["host"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(hosts, [HOST], "{}", one.stdout);
+
+    lab.apply(&[]).expect_code(0);
+    assert!(
+        !edited("ecole-vive")?,
+        "a whole apply converges ecole-vive too"
+    );
     Ok(())
 }
