@@ -7,7 +7,7 @@ echo json_encode(array(
     'installed' => !empty($c['installed']),
     'maintenance' => false,
     'needsDbUpgrade' => false,
-    'version' => '29.0.4.1',
+    'version' => '33.0.9.1',
     'versionstring' => LabNextcloud\version(),
     'edition' => '',
     'productname' => 'Nextcloud (lab stand-in)',

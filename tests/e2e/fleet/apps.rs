@@ -26,6 +26,10 @@ pub const TESTS: &[(&str, Test)] = &[
         an_apply_limited_to_one_tenant_touches_only_it,
     ),
     (
+        "fleet::apps::nextcloud_signs_documents_for_the_fleets_document_server",
+        nextcloud_signs_documents_for_the_fleets_document_server,
+    ),
+    (
         "fleet::apps::the_site_is_served_on_web",
         the_site_is_served_on_web,
     ),
@@ -244,6 +248,51 @@ fn an_apply_limited_to_one_tenant_touches_only_it() -> Result<(), Failed> {
     assert!(
         !edited("ecole-vive")?,
         "a whole apply converges ecole-vive too"
+    );
+    Ok(())
+}
+
+/// Each instance is set up for the fleet's ONLYOFFICE server: from
+/// nextcloud-data, a request signed with the secret the instance holds
+/// (read from its own database) crosses the firewall and the document
+/// server's nginx, and is accepted; the document server's answer to an
+/// unsigned one is a refusal.
+fn nextcloud_signs_documents_for_the_fleets_document_server() -> Result<(), Failed> {
+    let lab = fleet()?;
+    let office = lab.address("onlyoffice")?;
+    let domain = "office.girofle.example.org";
+    for (name, _) in ACTIVE {
+        let url = lab.ssh_ok(
+            HOST,
+            &format!("girofle-occ {name} config:app:get onlyoffice DocumentServerUrl"),
+        );
+        assert_eq!(url.trim(), format!("https://{domain}/"), "{name}");
+        // A JWT as the app signs it (HS256), with the instance's secret.
+        let answer = lab.ssh_ok(
+            HOST,
+            &format!(
+                r#"secret="$(girofle-occ {name} config:app:get onlyoffice jwt_secret)"
+token=$(SECRET="$secret" php -r '
+$b = fn($s) => rtrim(strtr(base64_encode($s), "+/", "-_"), "=");
+$signing = $b(json_encode(["alg" => "HS256", "typ" => "JWT"])) . "." . $b(json_encode(["payload" => ["c" => "version"], "exp" => time() + 300]));
+echo $signing, ".", $b(hash_hmac("sha256", $signing, getenv("SECRET"), true));')
+curl -sk --max-time 20 --resolve {domain}:443:{office} -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $token" --data '{{"c":"version"}}' https://{domain}/command"#
+            ),
+        );
+        let answer: serde_json::Value = serde_json::from_str(answer.trim())
+            .map_err(|e| format!("{name}: the document server answered {answer:?}: {e}"))?;
+        assert_eq!(
+            answer["error"], 0,
+            "{name}: signed request refused: {answer}"
+        );
+    }
+    let unsigned = lab.ssh_ok(
+        HOST,
+        &format!("curl -sk --max-time 20 --resolve {domain}:443:{office} -X POST -H 'Content-Type: application/json' --data '{{\"c\":\"version\"}}' https://{domain}/command"),
+    );
+    assert!(
+        unsigned.contains("\"error\": 6") || unsigned.contains("\"error\":6"),
+        "{unsigned}"
     );
     Ok(())
 }
