@@ -201,7 +201,10 @@ mod tests {
     fn hello_round_trips_as_one_json_line() {
         let msg = Message::Hello(Hello::current("0.1.0"));
         let line = serde_json::to_string(&msg).expect("serialise");
-        assert_eq!(line, r#"{"type":"hello","protocol":3,"version":"0.1.0"}"#);
+        assert_eq!(
+            line,
+            format!(r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"version":"0.1.0"}}"#)
+        );
         let back: Message = serde_json::from_str(&line).expect("parse");
         assert_eq!(back, msg);
     }
