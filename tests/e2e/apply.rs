@@ -781,6 +781,11 @@ fn bad_input_contacts_no_host() -> Result<(), Failed> {
             &format!("roles_path: [{}/roles]", dir.path().display()),
         )
         .replace("roles: [base, e2e]", "roles: [broken]");
+    // Without the e2e role, its tenants would be the first error.
+    let text = match text.find("\ntenants:") {
+        Some(at) => text[..at + 1].to_owned(),
+        None => text,
+    };
     let copy = dir.path().join("inventory.yaml");
     std::fs::write(&copy, text)?;
     let overlay: String = std::fs::read_to_string(lab.lab.inventory_path())?
