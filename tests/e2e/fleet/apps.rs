@@ -51,15 +51,7 @@ const HOST: &str = "nextcloud-data";
 /// `curl` on the host itself, through nginx and TLS, for `domain`:
 /// prints the status code, then the body.
 fn https(host: &str, domain: &str, path: &str) -> Result<(u16, String), Failed> {
-    let out = fleet()?.ssh(
-        host,
-        &format!(
-            "curl -sk --max-time 20 -w '\\n%{{http_code}}' --resolve {domain}:443:127.0.0.1 https://{domain}{path}"
-        ),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    super::https(host, domain, path, "")
 }
 
 /// The tenant's database password as its own config holds it.
@@ -197,14 +189,7 @@ fn the_site_is_served_on_web() -> Result<(), Failed> {
 /// The usage table counts active tenants as accounts, and measures users
 /// in each tenant's database.
 fn usage_counts_the_nextcloud_tenants() -> Result<(), Failed> {
-    let lab = fleet()?;
-    let out = lab.clou(&["usage", "--in-lab", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let table = super::usage_table()?;
     let row = table["rows"]
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["service"] == "Nextcloud"))

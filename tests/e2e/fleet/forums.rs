@@ -48,15 +48,7 @@ fn ident(app: &str, name: &str) -> String {
 /// `curl` on the host itself, through nginx and TLS, for `domain`: the
 /// status code (0 when nothing answered) and the body.
 fn https(domain: &str, path: &str) -> Result<(u16, String), Failed> {
-    let out = fleet()?.ssh(
-        HOST,
-        &format!(
-            "curl -sk --max-time 20 -w '\\n%{{http_code}}' --resolve {domain}:443:127.0.0.1 https://{domain}{path}"
-        ),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    super::https(HOST, domain, path, "")
 }
 
 /// The shell words printing a Mattermost tenant's database password, read

@@ -80,6 +80,30 @@ pub fn booted() -> Option<&'static TestLab> {
     FLEET.get().and_then(|r| r.as_ref().ok())
 }
 
+/// `curl` on `host` itself, through nginx and TLS, for `domain` (`extra`:
+/// more curl arguments): the status code (0 when nothing answered, as for a
+/// name no vhost serves) and the body.
+pub fn https(host: &str, domain: &str, path: &str, extra: &str) -> Result<(u16, String), Failed> {
+    let out = fleet()?.ssh(
+        host,
+        &format!(
+            "curl -sk --max-time 20 -w '\\n%{{http_code}}' {extra} --resolve {domain}:443:127.0.0.1 https://{domain}{path}"
+        ),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+}
+
+/// `clou usage --in-lab --json` on the fleet lab, as a user runs it.
+pub fn usage_table() -> Result<serde_json::Value, Failed> {
+    let out = fleet()?.clou(&["usage", "--in-lab", "--json"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// Every role on the eight hosts converges, then stays converged.
 fn converges_then_changes_nothing() -> Result<(), Failed> {
     let lab = fleet()?;

@@ -53,15 +53,7 @@ const MAIL_PORTS: &[u16] = &[25, 465, 587, 143, 993, 110, 995, 4190, 80, 443];
 /// `curl` on the host itself, through nginx and TLS, for `domain`: the
 /// status code and the body. `extra` goes on curl's command line.
 fn https(host: &str, domain: &str, path: &str, extra: &str) -> Result<(u16, String), Failed> {
-    let out = fleet()?.ssh(
-        host,
-        &format!(
-            "curl -sk --max-time 20 -w '\\n%{{http_code}}' {extra} --resolve {domain}:443:127.0.0.1 https://{domain}{path}"
-        ),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    super::https(host, domain, path, extra)
 }
 
 /// A shell command printing a HS256 JWT of `{"payload": {"c": "version"}}`

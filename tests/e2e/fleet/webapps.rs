@@ -44,15 +44,7 @@ const PAHEKOS: &[(&str, &str)] = &[
 /// `curl` on the host itself, through nginx and TLS, for `domain`:
 /// the status code (0 when nothing answered), then the body.
 fn https(domain: &str, path: &str) -> Result<(u16, String), Failed> {
-    let out = fleet()?.ssh(
-        HOST,
-        &format!(
-            "curl -sk --max-time 20 -w '\\n%{{http_code}}' --resolve {domain}:443:127.0.0.1 https://{domain}{path}"
-        ),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
+    super::https(HOST, domain, path, "")
 }
 
 /// The tenant's pool file, its socket (nginx's only) and the workers that
@@ -322,14 +314,7 @@ fn paheko_daily_tasks_run_from_their_timer() -> Result<(), Failed> {
 /// The usage table: active tenants as accounts, users from each tenant's
 /// database (the archived wiki's admin included: its data is kept).
 fn usage_counts_wikis_and_paheko_instances() -> Result<(), Failed> {
-    let lab = fleet()?;
-    let out = lab.clou(&["usage", "--in-lab", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let table = super::usage_table()?;
     let row = |service: &str| {
         table["rows"]
             .as_array()
