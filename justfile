@@ -23,7 +23,7 @@ demo-down:
     cargo run --release -- lab down --purge
 
 # Benchmarks on the 8-host lab: boot from cached images and take down, then
-# apply the base role with nothing to change (and in check mode), n times each.
+# apply every role of the fleet with nothing to change (and in check mode), n times each.
 bench runs="5":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -46,7 +46,7 @@ bench runs="5":
     done
     echo "lab up, 8 hosts, cached images:     $(stats "${up[@]}")"
     echo "lab down, 8 hosts:                  $(stats "${down[@]}")"
-    echo "no-op apply, base role, 8 hosts:    $(stats "${noop[@]}")"
+    echo "no-op apply, whole fleet, 8 hosts:  $(stats "${noop[@]}")"
     echo "no-op apply --check, 8 hosts:       $(stats "${check[@]}")"
     echo "clou status, 8 hosts:               $(stats "${status[@]}")"
 
