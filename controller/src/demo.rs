@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::cli::LabSelect;
 use crate::inventory::Inventory;
+use crate::lab::state::HostState;
 use crate::lab::{self, Lab};
 use crate::{apply, process};
 
@@ -72,20 +73,12 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
 
     // The nightly backups would first run at night: take them now, so
     // that the health below shows them done (and the backup host in use).
-    let backups = std::thread::scope(|scope| {
-        let handles: Vec<_> = state
-            .hosts
-            .iter()
-            .map(|h| {
-                let lab = &lab;
-                scope.spawn(move || process::stdout(lab.ssh_command(h.address).arg(FIRST_BACKUP)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .collect::<Vec<_>>()
-    });
+    let backups: Vec<_> = on_every_host(&state.hosts, |h| {
+        process::stdout(lab.ssh_command(h.address).arg(FIRST_BACKUP))
+    })
+    .into_iter()
+    .map(|(_, result)| result)
+    .collect();
     let done = backups
         .iter()
         .filter(|r| r.as_ref().is_ok_and(|out| out.trim() == "backed up"))
@@ -93,20 +86,7 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
     let failed_backups = backups.iter().filter(|r| r.is_err()).count();
     eprintln!("demo: first backups taken on {done} hosts ({failed_backups} failed)\n");
 
-    let rows = std::thread::scope(|scope| {
-        let handles: Vec<_> = state
-            .hosts
-            .iter()
-            .map(|h| {
-                let lab = &lab;
-                scope.spawn(move || (h, ask(lab, h.address)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .collect::<Vec<_>>()
-    });
+    let rows = on_every_host(&state.hosts, |h| ask(&lab, h.address));
     println!(
         "{:<16} {:<15} {:<34} {:<10} SSHD",
         "HOST", "ADDRESS", "RELEASE", "SYSTEMD"
@@ -172,6 +152,23 @@ pub fn run(select: &LabSelect) -> anyhow::Result<ExitCode> {
             crate::EXIT_HOSTS_FAILED
         },
     ))
+}
+
+/// `f` on every host at once, with each host's answer, in the hosts' order.
+fn on_every_host<T: Send>(
+    hosts: &[HostState],
+    f: impl Fn(&HostState) -> T + Sync,
+) -> Vec<(&HostState, T)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let f = &f;
+                scope.spawn(move || (h, f(h)))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }
 
 fn ask(lab: &Lab, address: std::net::Ipv4Addr) -> anyhow::Result<(String, String, String)> {

@@ -698,12 +698,7 @@ impl RoleBuilder<'_, '_> {
         // with for_each can be named per element (`install {{item.name}}`).
         let explicit_id = match fields.remove("id") {
             None => None,
-            Some(Value::String(id)) => {
-                match self.render_value(line, "id", Value::String(id), context)? {
-                    Value::String(id) => Some(id),
-                    other => Some(other.to_string()),
-                }
-            }
+            Some(Value::String(id)) => Some(self.render_str(line, "id", &id, context)?),
             Some(other) => {
                 return Err(self.error(
                     line,

@@ -64,32 +64,13 @@ fn db_password_command(tenant: &str) -> String {
 fn nextcloud_tenants_are_served_each_with_its_pool_and_database() -> Result<(), Failed> {
     let lab = fleet()?;
     for (name, domain) in ACTIVE {
-        let (code, body) = https(HOST, domain, "/")?;
-        assert_eq!(code, 200, "{domain}: {body}");
-        assert!(
-            body.contains(&format!("<h1>{name}</h1>")),
-            "{domain}: {body}"
-        );
+        super::serves_tenant(HOST, domain, name)?;
         let (code, status) = https(HOST, domain, "/status.php")?;
         assert_eq!(code, 200, "{domain}/status.php: {status}");
         assert!(status.contains("\"installed\":true"), "{domain}: {status}");
 
         // Its pool, as its own user, behind a socket only nginx may use.
-        let user = format!("nextcloud-{name}");
-        let pool = lab.ssh_ok(
-            HOST,
-            &format!(
-                "grep -E '^(user|listen) ' /etc/php/8.2/fpm/pool.d/{user}.conf; stat -c '%U %a' /run/php/{user}.sock; ps -o user= -C php-fpm8.2 | grep -cx {user}"
-            ),
-        );
-        assert!(pool.contains(&format!("user = {user}")), "{pool}");
-        assert!(
-            pool.contains(&format!("listen = /run/php/{user}.sock")),
-            "{pool}"
-        );
-        assert!(pool.contains("www-data 660"), "{pool}");
-        let workers: u32 = pool.lines().last().unwrap_or("0").trim().parse()?;
-        assert!(workers >= 1, "{user} served the request: {pool}");
+        super::check_pool(HOST, "nextcloud", name)?;
 
         // Its database: the tenant's user logs in with its config's password.
         let db = format!("nextcloud_{}", name.replace('-', "_"));

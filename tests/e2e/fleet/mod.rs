@@ -95,6 +95,40 @@ pub fn https(host: &str, domain: &str, path: &str, extra: &str) -> Result<(u16, 
     Ok((code.trim().parse().unwrap_or(0), body.to_owned()))
 }
 
+/// `domain`'s vhost on `host` answers 200 with the tenant's name as its
+/// page's heading (what every stand-in and the site show).
+pub fn serves_tenant(host: &str, domain: &str, name: &str) -> Result<(), Failed> {
+    let (code, body) = https(host, domain, "/", "")?;
+    assert_eq!(code, 200, "{domain}: {body}");
+    assert!(
+        body.contains(&format!("<h1>{name}</h1>")),
+        "{domain}: {body}"
+    );
+    Ok(())
+}
+
+/// The tenant's php-fpm pool on `host`: its file runs it as `APP-NAME` and
+/// listens on its socket, which only nginx (www-data) may use, and a
+/// worker of that user is running (it served the request before).
+pub fn check_pool(host: &str, app: &str, name: &str) -> Result<(), Failed> {
+    let user = format!("{app}-{name}");
+    let pool = fleet()?.ssh_ok(
+        host,
+        &format!(
+            "grep -E '^(user|listen) ' /etc/php/8.2/fpm/pool.d/{user}.conf; stat -c '%U %a' /run/php/{user}.sock; ps -o user= -C php-fpm8.2 | grep -cx {user}"
+        ),
+    );
+    assert!(pool.contains(&format!("user = {user}")), "{pool}");
+    assert!(
+        pool.contains(&format!("listen = /run/php/{user}.sock")),
+        "{pool}"
+    );
+    assert!(pool.contains("www-data 660"), "{pool}");
+    let workers: u32 = pool.lines().last().unwrap_or("0").trim().parse()?;
+    assert!(workers >= 1, "{user} served the request: {pool}");
+    Ok(())
+}
+
 /// `clou usage --in-lab --json` on the fleet lab, as a user runs it.
 pub fn usage_table() -> Result<serde_json::Value, Failed> {
     let out = fleet()?.clou(&["usage", "--in-lab", "--json"]);

@@ -8,7 +8,7 @@
 
 use libtest_mimic::Failed;
 
-use super::{Test, fleet};
+use super::{Test, fleet, https};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -49,12 +49,6 @@ const ACTIVE: &[(&str, &str)] = &[
 const ARCHIVED: (&str, &str) = ("chorale-do", "chorale-do.example.org");
 /// What mailcow publishes (roles/mailcow `ports:`).
 const MAIL_PORTS: &[u16] = &[25, 465, 587, 143, 993, 110, 995, 4190, 80, 443];
-
-/// `curl` on the host itself, through nginx and TLS, for `domain`: the
-/// status code and the body. `extra` goes on curl's command line.
-fn https(host: &str, domain: &str, path: &str, extra: &str) -> Result<(u16, String), Failed> {
-    super::https(host, domain, path, extra)
-}
 
 /// A shell command printing a HS256 JWT of `{"payload": {"c": "version"}}`
 /// signed with `secret`, or with the inbox secret of the host's local.json

@@ -47,27 +47,6 @@ fn https(domain: &str, path: &str) -> Result<(u16, String), Failed> {
     super::https(HOST, domain, path, "")
 }
 
-/// The tenant's pool file, its socket (nginx's only) and the workers that
-/// served it, as `user = ...`, `listen = ...`, `www-data 660`, a count.
-fn check_pool(app: &str, name: &str) -> Result<(), Failed> {
-    let user = format!("{app}-{name}");
-    let pool = fleet()?.ssh_ok(
-        HOST,
-        &format!(
-            "grep -E '^(user|listen) ' /etc/php/8.2/fpm/pool.d/{user}.conf; stat -c '%U %a' /run/php/{user}.sock; ps -o user= -C php-fpm8.2 | grep -cx {user}"
-        ),
-    );
-    assert!(pool.contains(&format!("user = {user}")), "{pool}");
-    assert!(
-        pool.contains(&format!("listen = /run/php/{user}.sock")),
-        "{pool}"
-    );
-    assert!(pool.contains("www-data 660"), "{pool}");
-    let workers: u32 = pool.lines().last().unwrap_or("0").trim().parse()?;
-    assert!(workers >= 1, "{user} served the request: {pool}");
-    Ok(())
-}
-
 /// A MariaDB query as the wiki's database user, with the password of the
 /// wiki's own `.env` (`creds_of`: whose credentials; `db`: the database).
 fn mariadb_as(creds_of: &str, db: &str, sql: &str) -> String {
@@ -84,13 +63,8 @@ fn bookstack_db(name: &str) -> String {
 fn bookstack_wikis_are_served_each_with_its_pool_env_and_database() -> Result<(), Failed> {
     let lab = fleet()?;
     for (name, domain) in WIKIS {
-        let (code, body) = https(domain, "/")?;
-        assert_eq!(code, 200, "{domain}: {body}");
-        assert!(
-            body.contains(&format!("<h1>{name}</h1>")),
-            "{domain}: {body}"
-        );
-        check_pool("bookstack", name)?;
+        super::serves_tenant(HOST, domain, name)?;
+        super::check_pool(HOST, "bookstack", name)?;
 
         // Its config: root's, readable by the tenant only, with its URL.
         let env = lab.ssh_ok(
@@ -219,13 +193,8 @@ fn paheko_instances_are_served_each_with_its_pool_and_database_file() -> Result<
     let lab = fleet()?;
     let mut keys = Vec::new();
     for (name, domain) in PAHEKOS {
-        let (code, body) = https(domain, "/")?;
-        assert_eq!(code, 200, "{domain}: {body}");
-        assert!(
-            body.contains(&format!("<h1>{name}</h1>")),
-            "{domain}: {body}"
-        );
-        check_pool("paheko", name)?;
+        super::serves_tenant(HOST, domain, name)?;
+        super::check_pool(HOST, "paheko", name)?;
 
         // Its config names its own data and URL; root's, the tenant reads it.
         let config = format!("/var/lib/paheko/{name}/config.local.php");
