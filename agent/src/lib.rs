@@ -32,6 +32,7 @@ pub mod probes;
 pub mod resources;
 pub mod system;
 pub mod textfile;
+pub mod upgrade;
 pub mod usage;
 
 use std::io::{BufRead, Write};
@@ -296,6 +297,12 @@ pub fn serve(
             let report = usage::answer(sys, state_dir, &request, &hostname(sys));
             return send(&mut output, &Message::UsageReport(report));
         }
+        Some(Message::Upgrade(request)) => {
+            return serve_upgrade(sys, state_dir, &request, &mut output);
+        }
+        Some(Message::Reboot(request)) => {
+            return serve_reboot(sys, state_dir, &request, &mut output);
+        }
         // A controller that only checks the agent says hello and leaves.
         None => return Ok(()),
         Some(_) => return Err(Error::NoPlan),
@@ -351,6 +358,89 @@ pub fn serve(
         warnings,
     };
     send(&mut output, &Message::Done(done))
+}
+
+/// An upgrade: a look needs no lock; the upgrade holds the host's lock,
+/// as a plan does.
+fn serve_upgrade(
+    sys: &dyn system::System,
+    state_dir: &Path,
+    request: &clou_protocol::UpgradeRequest,
+    output: &mut impl Write,
+) -> Result<(), Error> {
+    if request.check {
+        let report = upgrade::answer(sys, state_dir, request);
+        return send(output, &Message::Upgraded(report));
+    }
+    let me = lock::Holder {
+        run_id: request.run_id.clone(),
+        admin: request.admin.clone(),
+        pid: std::process::id(),
+        started: clock::rfc3339(SystemTime::now()),
+    };
+    let held = match lock::Lock::acquire(state_dir, &me) {
+        Ok(held) => held,
+        Err(err) => {
+            let reason = err.to_string();
+            return send(output, &Message::Refused(Refused { reason }));
+        }
+    };
+    log(&format!(
+        "clou-agent {VERSION}: upgrade {} by {}",
+        request.run_id, request.admin
+    ));
+    let mut report = upgrade::answer(sys, state_dir, request);
+    if let Some(dead) = &held.stale {
+        report.notes.push(format!(
+            "took over the lock left by run {} of {} (agent pid {}), which died without \
+             releasing it",
+            dead.run_id, dead.admin, dead.pid
+        ));
+    }
+    drop(held);
+    send(output, &Message::Upgraded(report))
+}
+
+/// A reboot: journaled, answered, then asked of systemd without waiting
+/// (the connection goes down with the host).
+fn serve_reboot(
+    sys: &dyn system::System,
+    state_dir: &Path,
+    request: &clou_protocol::RebootRequest,
+    output: &mut impl Write,
+) -> Result<(), Error> {
+    let boot_id = upgrade::boot_id(sys);
+    let journal = journal::Journal::new(state_dir);
+    let line = serde_json::json!({
+        "time": clock::rfc3339(SystemTime::now()),
+        "run_id": request.run_id,
+        "admin": request.admin,
+        "event": "reboot",
+        "reason": request.reason,
+        "boot_id": boot_id,
+    });
+    if let Err(err) = journal.append_value(&line) {
+        log(&format!(
+            "cannot append to {}: {err}",
+            journal.path().display()
+        ));
+    }
+    send(
+        output,
+        &Message::Rebooting(clou_protocol::Rebooting { boot_id }),
+    )?;
+    let cmd = system::Cmd::new(["systemctl", "--no-block", "reboot"]);
+    match sys.run(&cmd) {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => {
+            log(&format!("`{}` failed: {}", cmd.display(), out.tail()));
+            Ok(())
+        }
+        Err(err) => {
+            log(&format!("cannot run `{}`: {err}", cmd.display()));
+            Ok(())
+        }
+    }
 }
 
 /// A log line on stderr. A controller that went away must not kill the

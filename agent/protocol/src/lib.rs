@@ -16,7 +16,9 @@
 //!
 //! Instead of a plan, the controller may send a [`CheckRequest`]; the
 //! agent then answers with one [`HealthReport`] and changes nothing. Or a
-//! [`UsageRequest`], answered with one [`UsageReport`].
+//! [`UsageRequest`], answered with one [`UsageReport`]; or an
+//! [`UpgradeRequest`], answered with one [`UpgradeReport`]; or a
+//! [`RebootRequest`], answered with [`Rebooting`] just before the reboot.
 //!
 //! The resource specs in [`resource`] are what a role author writes under
 //! each resource kind; their doc comments are the reference.
@@ -28,17 +30,19 @@
 
 pub mod health;
 pub mod resource;
+pub mod upgrade;
 pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
 pub use health::{CheckRequest, Finding, HealthReport, Severity};
 pub use resource::Resource;
+pub use upgrade::{PackageUpgrade, RebootRequest, Rebooting, UpgradeReport, UpgradeRequest};
 pub use usage::{UsageItem, UsageMeasure, UsageReport, UsageRequest};
 
 /// Version of the wire protocol. Bumped on any incompatible change; both
 /// sides refuse to go on when the versions differ.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// One line on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +66,15 @@ pub enum Message {
     Usage(UsageRequest),
     /// Agent to controller: the measures (last message).
     UsageReport(UsageReport),
+    /// Controller to agent, instead of a plan: look at or do a package
+    /// upgrade.
+    Upgrade(UpgradeRequest),
+    /// Agent to controller: what the upgrade found or did (last message).
+    Upgraded(UpgradeReport),
+    /// Controller to agent, instead of a plan: reboot.
+    Reboot(RebootRequest),
+    /// Agent to controller: the reboot is under way (last message).
+    Rebooting(Rebooting),
 }
 
 /// The opening handshake.

@@ -355,7 +355,31 @@ fn service_finding(ctx: &ProbeCtx<'_>, unit: &str) -> Finding {
     if !state.file_state.is_empty() {
         finding = finding.fact("unit_file_state", &state.file_state);
     }
+    // What the admin reads first when a service is down: its last words.
+    if severity == Severity::Crit
+        && let Some(lines) = last_log_lines(ctx, unit)
+    {
+        finding = finding.fact("log", lines);
+    }
     finding
+}
+
+/// The unit's last ten journal lines, if journalctl has any.
+fn last_log_lines(ctx: &ProbeCtx<'_>, unit: &str) -> Option<String> {
+    let cmd = Cmd::new([
+        "journalctl",
+        "-u",
+        unit,
+        "-n",
+        "10",
+        "--no-pager",
+        "-o",
+        "cat",
+    ])
+    .env("LC_ALL", "C");
+    let out = ctx.sys.run(&cmd).ok().filter(Output::success)?;
+    let text = out.stdout_text().trim_end().to_owned();
+    (!text.is_empty() && text != "-- No entries --").then_some(text)
 }
 
 fn describe_failure(out: &Output) -> String {
@@ -618,11 +642,21 @@ mod tests {
                 fixture!("list-failed-one-bookworm.txt"),
             );
             sys.reply(&["systemctl", "show"], 0, show);
+            sys.reply(
+                &["journalctl"],
+                0,
+                include_str!("../resources/testdata/journalctl-hello-2.0-failed-bookworm.txt"),
+            );
             let found = run_with(&sys, &["clou-lab-hello"]);
             // Not twice: the failed list leaves it to the declared service.
             assert_eq!(found.len(), 1, "{found:#?}");
             assert_eq!(found[0].subject, "clou-lab-hello.service");
             assert_eq!(found[0].severity, Severity::Crit);
+            // With its last words, for the admin who has to act.
+            assert!(
+                found[0].facts["log"].contains("refusing to start: /etc/clou-lab-hello/fail-2.0"),
+                "{found:#?}"
+            );
             assert!(found[0].message.contains("is not running: failed (failed)"));
             assert_eq!(found[0].facts["active_state"], "failed");
         }

@@ -76,7 +76,8 @@ const LISTS_MAX_AGE_MINUTES: &str = "60";
 const LISTS_PARTIAL: &str = "/var/lib/apt/lists/partial";
 
 /// What `dpkg-query -W` prints per package.
-const DPKG_FORMAT: &str = "--showformat=${Package}\\t${Version}\\t${db:Status-Abbrev}\\n";
+pub(crate) const DPKG_FORMAT: &str =
+    "--showformat=${Package}\\t${Version}\\t${db:Status-Abbrev}\\n";
 
 /// The dpkg status file, as named in `apt-cache policy` tables.
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
@@ -168,7 +169,7 @@ impl Batch {
 /// Refuses what apt would read as something else than one package name
 /// (an option, `name=version`, `name-`): Debian names are lower-case
 /// letters, digits and `+ - .`, starting with a letter or digit.
-fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     let valid = name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
@@ -205,8 +206,8 @@ fn check_version(name: &str, version: &str) -> Result<(), Error> {
 
 /// One package as `dpkg-query` knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Installed {
-    version: String,
+pub(crate) struct Installed {
+    pub(crate) version: String,
     /// `db:Status-Abbrev`: wanted, status, error flag (`ii `, `rc `...).
     status: String,
 }
@@ -214,7 +215,7 @@ struct Installed {
 impl Installed {
     /// Unpacked and configured. Half-installed packages (`iU`, `iF`) are
     /// not: installing them again is what completes them.
-    fn is_installed(&self) -> bool {
+    pub(crate) fn is_installed(&self) -> bool {
         self.status.chars().nth(1) == Some('i')
     }
 
@@ -231,7 +232,10 @@ impl Installed {
 
 /// Runs `dpkg-query -W` over the names; packages dpkg never heard of are
 /// missing from the answer.
-fn query_installed(ctx: &Ctx<'_>, names: &[&str]) -> Result<BTreeMap<String, Installed>, Error> {
+pub(crate) fn query_installed(
+    ctx: &Ctx<'_>,
+    names: &[&str],
+) -> Result<BTreeMap<String, Installed>, Error> {
     let mut argv = vec!["dpkg-query", DPKG_FORMAT, "-W"];
     argv.extend(names);
     let cmd = Cmd::new(argv).env("LC_ALL", "C");
@@ -534,7 +538,7 @@ fn unknown_version(name: &str, version: &str, policy: Option<&Policy>) -> Error 
 }
 
 /// `apt-get` with the options every run of ours shares.
-fn apt_get<'a>(args: impl IntoIterator<Item = &'a str>) -> Cmd {
+pub(crate) fn apt_get<'a>(args: impl IntoIterator<Item = &'a str>) -> Cmd {
     // Wait for an apt run of someone else (apt-daily, an admin) instead of
     // failing at once on its lock.
     let mut argv = vec!["apt-get", "-o", "DPkg::Lock::Timeout=300"];
@@ -566,7 +570,7 @@ fn transaction(extra: &[&str], changes: &[Change]) -> Cmd {
 /// what went wrong on stdout (unmet dependencies, a maintainer script's
 /// words) and only sums it up on stderr (`E: Sub-process /usr/bin/dpkg
 /// returned an error code (1)`).
-fn run_apt(ctx: &Ctx<'_>, cmd: &Cmd) -> Result<Output, Error> {
+pub(crate) fn run_apt(ctx: &Ctx<'_>, cmd: &Cmd) -> Result<Output, Error> {
     let out = ctx.run(cmd)?;
     if out.success() {
         return Ok(out);
@@ -618,7 +622,7 @@ fn simulate(ctx: &Ctx<'_>, changes: &[Change]) -> Result<(), Error> {
 }
 
 /// Packages an `apt-get -s` run would remove (`Remv`) or purge (`Purg`).
-fn removals(simulation: &str) -> Vec<String> {
+pub(crate) fn removals(simulation: &str) -> Vec<String> {
     simulation
         .lines()
         .filter_map(|line| {
