@@ -48,11 +48,13 @@ pub fn answer(sys: &dyn System, state_dir: &Path, request: &UpgradeRequest) -> U
     };
     let journal = Journal::new(state_dir);
     let outcome = if request.check {
-        look(&ctx, &request.packages).map(|(sim, not_installed)| {
-            report.upgrades = sim.upgrades;
-            report.held_back = sim.held_back;
-            report.not_installed = not_installed;
-        })
+        refresh(&ctx, request.update)
+            .and_then(|()| look(&ctx, &request.packages))
+            .map(|(sim, not_installed)| {
+                report.upgrades = sim.upgrades;
+                report.held_back = sim.held_back;
+                report.not_installed = not_installed;
+            })
     } else {
         upgrade(&mut ctx, request, &journal, &mut report)
     };
@@ -62,6 +64,14 @@ pub fn answer(sys: &dyn System, state_dir: &Path, request: &UpgradeRequest) -> U
     report.reboot_required = reboot_required(sys, &report.upgrades);
     report.millis = started.elapsed().as_millis() as u64;
     report
+}
+
+/// `apt-get update` when asked: new lists, nothing installed.
+fn refresh(ctx: &Ctx<'_>, update: bool) -> Result<(), Error> {
+    if update {
+        run_apt(ctx, &apt_get(["-q", "update"]).env("LC_ALL", "C"))?;
+    }
+    Ok(())
 }
 
 /// What apt would upgrade now, and which of the asked packages are not
@@ -140,9 +150,7 @@ fn upgrade(
             serde_json::json!({"audit": audit.stdout_text().trim()}),
         );
     }
-    if request.update {
-        run_apt(ctx, &apt_get(["-q", "update"]).env("LC_ALL", "C"))?;
-    }
+    refresh(ctx, request.update)?;
     let (sim, not_installed) = look(ctx, &request.packages)?;
     report.held_back = sim.held_back;
     report.not_installed = not_installed;

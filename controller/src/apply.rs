@@ -605,7 +605,7 @@ fn print_table(summaries: &[HostSummary], elapsed: Duration, check: bool) {
 
 /// `1795615387-1a2b` (Unix time, pid): sortable, and unique enough for
 /// one admin's runs.
-fn run_id() -> String {
+pub fn run_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -24,6 +24,9 @@ pub enum Command {
     /// Converges hosts to their roles: every host in parallel, one SSH
     /// connection each.
     Apply(ApplyArgs),
+    /// Debian package upgrades in batches, each batch gated by the hosts'
+    /// health: shows what it will do and asks first.
+    Upgrade(UpgradeArgs),
     /// Every host's health: disks, arrays, filesystems, services; or
     /// everything about one host.
     Status(StatusArgs),
@@ -76,6 +79,47 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
+    #[arg(long = "in-lab")]
+    pub in_lab: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// Only these hosts (as apply's --limit).
+    #[arg(long, short = 'l')]
+    pub limit: Option<String>,
+    /// Only these packages, where installed (comma-separated; default:
+    /// everything upgradable).
+    #[arg(long, value_delimiter = ',')]
+    pub packages: Option<Vec<String>>,
+    /// Hosts per batch: a number, or a share of the hosts (`25%`).
+    #[arg(long, default_value = "1")]
+    pub serial: crate::rollout::Serial,
+    /// Failed hosts tolerated before the rollout stops.
+    #[arg(long, default_value_t = 0)]
+    pub max_fail: usize,
+    /// Reboot the hosts that need it after their upgrade, and wait for them.
+    #[arg(long)]
+    pub reboot: bool,
+    /// Do not ask: the plan shown is approved.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Only look: show what would be upgraded, change nothing (not even
+    /// the package lists).
+    #[arg(long)]
+    pub check: bool,
+    /// Seconds between a host's upgrade and its first health check.
+    #[arg(long, default_value_t = 10)]
+    pub settle: u64,
+    /// Seconds a host may take to be healthy after its upgrade.
+    #[arg(long, default_value_t = 60)]
+    pub gate_timeout: u64,
+    /// Seconds a rebooted host may take to come back.
+    #[arg(long, default_value_t = 600)]
+    pub reboot_timeout: u64,
+    /// Upgrade the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,
 }

@@ -18,6 +18,8 @@
 //! - [`apply`]: `clou apply`: plans sent to every host in parallel, the
 //!   agent's reports streamed back, progress and summary.
 //! - [`status`]: `clou status`: every host's health at a glance.
+//! - [`upgrade`]: `clou upgrade`: package upgrades in batches, each gated
+//!   by the hosts' health; [`rollout`] holds its pure rules.
 //! - [`hosts`]: `clou inventory` and `clou hosts trust`.
 //! - [`lab`]: the rehearsal replica of the fleet, booted on this machine.
 //! - [`demo`]: what `clou demo` shows.
@@ -41,9 +43,11 @@ pub mod plan;
 pub mod process;
 pub mod remote;
 pub mod role;
+pub mod rollout;
 pub mod ssh;
 pub mod status;
 pub mod template;
+pub mod upgrade;
 pub mod usage;
 pub mod vars;
 pub mod yaml;
@@ -99,6 +103,22 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 extra: args.extra,
             };
             status::run(&path, &opts)
+        }
+        Command::Upgrade(args) => {
+            let path = inventory_path(&args.select, args.in_lab)?;
+            let opts = upgrade::Options {
+                limit: args.limit,
+                packages: args.packages.unwrap_or_default(),
+                serial: args.serial,
+                max_fail: args.max_fail,
+                reboot: args.reboot,
+                yes: args.yes,
+                check: args.check,
+                settle: Duration::from_secs(args.settle),
+                gate_timeout: Duration::from_secs(args.gate_timeout),
+                reboot_timeout: Duration::from_secs(args.reboot_timeout),
+            };
+            upgrade::run(&path, &opts)
         }
         Command::Usage(args) => {
             let path = inventory_path(&args.select, args.in_lab)?;

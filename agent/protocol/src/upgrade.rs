@@ -15,11 +15,13 @@ pub struct UpgradeRequest {
     pub run_id: String,
     /// Who runs it (`user@machine`), for the journal.
     pub admin: String,
-    /// Look only: what would be upgraded, from the lists as they are.
-    /// Nothing is changed, the package lists included.
+    /// Look only: what would be upgraded. Nothing is installed, removed or
+    /// configured.
     pub check: bool,
-    /// Refresh the package lists first (`apt-get update`); ignored in
-    /// check mode.
+    /// Refresh the package lists first (`apt-get update`). The look before
+    /// a rollout does; `clou upgrade --check` does not (it changes nothing,
+    /// the lists included), nor does the upgrade (it installs what the
+    /// look saw).
     #[serde(default)]
     pub update: bool,
     /// Only these packages, where installed (empty: everything upgradable).
