@@ -226,6 +226,14 @@ pub fn rollout_hosts(
     let ssh_config = SshConfig::load_default();
     let run_id = crate::apply::run_id();
     let started = Instant::now();
+    // Asking needs a terminal: without one and without --yes, say so
+    // before touching anything (the look refreshes the package lists).
+    if !opts.check && !opts.yes && !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "clou upgrade shows its plan and asks before it changes anything, and stdin is not \
+             a terminal\n  hint: look with --check, then run it again with --yes"
+        );
+    }
 
     // 1. Look, everywhere at once.
     eprintln!(
@@ -691,12 +699,6 @@ fn print_look(outcomes: &[HostOutcome], batches: &[Vec<String>], opts: &Options)
 
 fn confirm(hosts: usize, batches: usize) -> anyhow::Result<bool> {
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        anyhow::bail!(
-            "clou upgrade asks before it changes anything, and stdin is not a terminal\n  \
-             hint: pass --yes once you have read the plan above (or --check to only look)"
-        );
-    }
     print!(
         "upgrade {hosts} host{} in {batches} batch{}? [y/N] ",
         if hosts == 1 { "" } else { "s" },

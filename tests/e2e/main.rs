@@ -19,6 +19,8 @@ mod fleet;
 mod health;
 /// `clou lab`: booting the replica, reaching its hosts, tearing it down.
 mod lab;
+/// `clou upgrade`: package upgrades in gated batches, reboots.
+mod upgrade;
 /// `clou usage`: the usage table and its dated snapshots.
 mod usage;
 
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
     tests.extend_from_slice(apply::TESTS);
     tests.extend_from_slice(health::TESTS);
     tests.extend_from_slice(usage::TESTS);
+    tests.extend_from_slice(upgrade::TESTS);
     tests.extend_from_slice(lab::LAST);
     // The fleet's own lab, once the three-release one is down.
     tests.extend(fleet::tests());

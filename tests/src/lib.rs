@@ -116,7 +116,7 @@ impl TestLab {
         let split = match args.first() {
             Some(&"lab") | Some(&"hosts") => 2.min(args.len()),
             Some(&"demo") | Some(&"apply") | Some(&"inventory") | Some(&"status")
-            | Some(&"usage") => 1,
+            | Some(&"usage") | Some(&"upgrade") => 1,
             _ => 0,
         };
         cmd.args(&args[..split]);

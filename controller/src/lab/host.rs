@@ -238,6 +238,12 @@ pub fn remove_cgroups(dirs: &[PathBuf]) {
     }
 }
 
+/// Runs its arguments (systemd-nspawn) again each time they exit with
+/// 133, nspawn's "the container rebooted"; passes SIGTERM on.
+const SUPERVISOR: &str = "trap 'kill -TERM \"$child\" 2>/dev/null; wait \"$child\"; exit 0' TERM; \
+     while :; do \"$@\" & child=$!; wait \"$child\"; rc=$?; \
+     [ \"$rc\" -eq 133 ] || exit \"$rc\"; echo 'clou lab: the host rebooted' >&2; done";
+
 /// Starts systemd-nspawn for the host in its own cgroups and process
 /// group; returns its PID. The console goes to `console.log`.
 pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
@@ -255,7 +261,12 @@ pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
     let console = host.dir.join("console.log");
     let log = File::create(&console).map_err(io_err("creating", &console))?;
     let log_err = log.try_clone().map_err(io_err("opening", &console))?;
-    let mut cmd = Command::new("systemd-nspawn");
+    // nspawn exits with 133 when the host reboots (`systemctl reboot`, a
+    // kernel upgrade rehearsed with `clou upgrade --reboot`): a small shell
+    // boots it again, as systemd-nspawn@.service does on a real machine.
+    // SIGTERM to the shell is passed on to nspawn (an orderly poweroff).
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", SUPERVISOR, "clou-lab-host", "systemd-nspawn"]);
     cmd.args(["--quiet", "--register=no", "--keep-unit", "--boot"])
         .arg(format!("--directory={}", host.rootfs().display()))
         .arg(format!("--machine={}", host.name))
@@ -320,8 +331,9 @@ pub fn boot(host: &HostState, repo_dir: &Path) -> Result<u32, LabError> {
     Ok(child.id())
 }
 
-/// Whether `pid` is the systemd-nspawn that boots `machine` (and not a
-/// recycled PID of something else).
+/// Whether `pid` is the process that boots `machine` (the shell that runs
+/// systemd-nspawn, or nspawn itself for hosts booted before it), and not a
+/// recycled PID of something else.
 pub fn is_running(pid: u32, machine: &str) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
@@ -341,7 +353,10 @@ pub fn is_running(pid: u32, machine: &str) -> bool {
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let want = format!("--machine={machine}");
-    args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn")) && args.contains(&want.as_bytes())
+    let nspawn = |a: &&[u8]| a.ends_with(b"systemd-nspawn");
+    let boots = args.first().is_some_and(nspawn)
+        || (args.first() == Some(&&b"sh"[..]) && args.get(3) == Some(&&b"clou-lab-host"[..]));
+    boots && args.iter().any(nspawn) && args.contains(&want.as_bytes())
 }
 
 /// Collects the exit status when the host process is our own child.
@@ -366,7 +381,11 @@ pub fn stop(pid: u32, machine: &str, grace: Duration) -> Result<(), LabError> {
         if !is_running(pid, machine) {
             return Ok(());
         }
-        let _ = kill(target, signal);
+        // SIGKILL goes to the whole process group (shell and nspawn).
+        let _ = match signal {
+            Signal::SIGKILL => kill(Pid::from_raw(-raw), signal),
+            _ => kill(target, signal),
+        };
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             if !is_running(pid, machine) {
