@@ -179,6 +179,11 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
             config.settings.services.push(service);
         }
     }
+    for check in std::mem::take(&mut config.http) {
+        if !config.settings.http.contains(&check) {
+            config.settings.http.push(check);
+        }
+    }
     let report = probes::check(sys, &config.settings);
     let now = clock::unix(SystemTime::now());
     let (peak_bytes, cpu_seconds) = own_usage(sys);

@@ -234,8 +234,13 @@ impl<'a> Planner<'a> {
         let context = vars::to_context(&vars);
         let ports = self.ports_of(host, &roles, &context)?;
         let usage = self.usage_of(host, &roles, &context)?;
+        let checks = self.checks_of(host, &roles, &context)?;
         if let Some(Value::Object(host_var)) = vars.get_mut("host").map(|v| &mut v.value) {
             host_var.insert("ports".into(), Value::Array(ports));
+            host_var.insert(
+                "checks".into(),
+                serde_json::to_value(checks).unwrap_or(Value::Null),
+            );
             host_var.insert(
                 "usage".into(),
                 serde_json::to_value(usage).unwrap_or(Value::Null),
@@ -379,6 +384,72 @@ impl<'a> Planner<'a> {
                     users,
                     data,
                 });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pages the host's roles serve (their `checks:`), for the health
+    /// check: once per active tenant in an application, once otherwise.
+    pub fn checks_of(
+        &self,
+        host: &Host,
+        roles: &[String],
+        context: &Value,
+    ) -> Result<Vec<clou_protocol::health::HttpCheck>, PlanError> {
+        let mut out = Vec::new();
+        for name in roles {
+            let role = &self.roles.roles[name];
+            if role.checks.is_empty() {
+                continue;
+            }
+            let items: Vec<Option<Value>> = if role.tenant.is_some() {
+                context
+                    .get("tenants")
+                    .and_then(|t| t.get(name))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t["state"] == "active")
+                    .cloned()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None]
+            };
+            let mut data = Data::new(context.clone());
+            for item in items {
+                data.set_item(item);
+                for (check, line) in &role.checks {
+                    let render = |field: &str, text: &str| -> Result<String, PlanError> {
+                        self.templates
+                            .render_str(&role.at(*line), text, &data)
+                            .map_err(|f| PlanError {
+                                where_: role.at(*line),
+                                host: host.name.clone(),
+                                what: format!("checks: in `{field}`: {}", f.what),
+                                hint: None,
+                            })
+                    };
+                    let url = render("http", &check.http)?;
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(PlanError {
+                            where_: role.at(*line),
+                            host: host.name.clone(),
+                            what: format!("checks: {url:?} is not an http:// or https:// URL"),
+                            hint: None,
+                        });
+                    }
+                    let insecure = match &check.insecure {
+                        Some(text) => truthy(&render("insecure", text)?),
+                        None => false,
+                    };
+                    out.push(clou_protocol::health::HttpCheck {
+                        url,
+                        insecure,
+                        timeout_secs: check.timeout.unwrap_or(10),
+                    });
+                }
             }
         }
         Ok(out)
@@ -614,7 +685,7 @@ impl RoleBuilder<'_, '_> {
                     ));
                 };
                 let rendered = self.render_str(item.line, "when", text, &context)?;
-                if matches!(rendered.trim(), "" | "false" | "no" | "0" | "null") {
+                if !truthy(&rendered) {
                     continue;
                 }
             }
@@ -1000,6 +1071,12 @@ fn is_cidr(text: &str) -> bool {
     text.split_once('/').is_some_and(|(ip, len)| {
         ip.parse::<std::net::IpAddr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 128)
     })
+}
+
+/// The truth of a rendered `when:` (and the like): false when empty,
+/// `false`, `no`, `0` or `null`.
+pub fn truthy(rendered: &str) -> bool {
+    !matches!(rendered.trim(), "" | "false" | "no" | "0" | "null")
 }
 
 /// A service unit's name (`nginx`, `nginx.service`), not a timer's or
@@ -1552,5 +1629,42 @@ mod tests {
             let text = serde_json::to_string_pretty(&plan).unwrap();
             insta::assert_snapshot!(format!("plan-{}", host.name), text);
         }
+    }
+
+    #[test]
+    fn each_active_instance_gets_its_page_checked() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/girofle.yaml");
+        let inv = Inventory::load(&path).unwrap();
+        let roles = Roles::load(&inv.roles_path).unwrap();
+        let planner = Planner::new(&inv, &roles).unwrap();
+        let host = inv
+            .hosts
+            .iter()
+            .find(|h| h.name == "nextcloud-data")
+            .unwrap();
+        let checks = |extra: &BTreeMap<String, Value>| {
+            let vars = planner.host_vars(host, extra, None).unwrap();
+            let checks: Vec<clou_protocol::health::HttpCheck> =
+                serde_json::from_value(vars.vars["host"].value["checks"].clone()).unwrap();
+            checks
+        };
+        let production = checks(&BTreeMap::new());
+        let urls: Vec<&str> = production.iter().map(|c| c.url.as_str()).collect();
+        // Four instances, one archived: three pages.
+        assert_eq!(
+            urls,
+            [
+                "https://cloud.amap-lyon.example.org/status.php",
+                "https://cloud.ecole-vive.example.org/status.php",
+                "https://nuage.velo-cite.example.org/status.php"
+            ]
+        );
+        assert!(
+            production
+                .iter()
+                .all(|c| !c.insecure && c.timeout_secs == 10)
+        );
+        let lab = checks(&BTreeMap::from([("tls".to_owned(), json!("self-signed"))]));
+        assert!(lab.iter().all(|c| c.insecure), "{lab:?}");
     }
 }

@@ -18,6 +18,9 @@
 //!   - {port: "{{metrics_port}}", from: [monitoring]}   # only from these hosts/groups
 //! tenant:                    # an application: its instances are the inventory's
 //!   web: php                 # `tenants.ROLE` entries, each with these defaults
+//! checks:                    # pages it serves, asked by `clou status` and
+//!   - http: "https://{{item.domain}}/status.php"   # the upgrade gate
+//!     insecure: '{{#if (eq tls "self-signed")}}yes{{/if}}'
 //! usage:                     # how `clou usage` counts this application
 //!   service: Nextcloud
 //!   users: [sh, -c, "..."]   # per tenant: prints how many users it has
@@ -57,6 +60,26 @@ struct RawRole {
     tenant: Option<Map<String, Value>>,
     #[serde(default)]
     usage: Option<Spanned<Usage>>,
+    #[serde(default)]
+    checks: Vec<Spanned<Check>>,
+}
+
+/// One entry of `checks:`: a page the role serves, which `clou status` and
+/// the upgrade gate ask for. Strings are templates; in an application, the
+/// entry is rendered once per active tenant (as `item`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// The URL, asked of the host itself (its name resolved to 127.0.0.1);
+    /// it must answer 2xx or 3xx.
+    pub http: String,
+    /// Do not verify the certificate when this renders true (the lab's
+    /// self-signed ones): same truth as `when:`.
+    #[serde(default)]
+    pub insecure: Option<String>,
+    /// Seconds the answer may take (default 10).
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 /// `usage:`: how `clou usage` measures an application, per tenant. Strings
@@ -115,6 +138,8 @@ pub struct Role {
     pub tenant: Option<Map<String, Value>>,
     /// How `clou usage` counts this application, with its line.
     pub usage: Option<(Usage, u64)>,
+    /// The pages it serves, with their lines.
+    pub checks: Vec<(Check, u64)>,
 }
 
 impl Role {
@@ -337,6 +362,11 @@ fn load_role(name: &str, dir: &Path) -> Result<Role, RoleError> {
             .collect(),
         tenant: raw.tenant,
         usage: raw.usage.map(|u| (u.value, u.referenced.line())),
+        checks: raw
+            .checks
+            .into_iter()
+            .map(|c| (c.value, c.referenced.line()))
+            .collect(),
     })
 }
 

@@ -102,6 +102,16 @@ pub fn settings_for(
             })?,
             None => CheckSettings::default(),
         };
+        // `host.checks`: the pages the host's roles serve.
+        if let Some(checks) = vars.vars.get("host").and_then(|h| h.value.get("checks")) {
+            let checks: Vec<clou_protocol::health::HttpCheck> =
+                serde_json::from_value(checks.clone()).unwrap_or_default();
+            for check in checks {
+                if !settings.http.contains(&check) {
+                    settings.http.push(check);
+                }
+            }
+        }
         for role in planner.plan(host, none, None)? {
             for step in role.resources {
                 if let Resource::Service(spec) = step.resource

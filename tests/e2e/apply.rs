@@ -780,7 +780,7 @@ fn bad_input_contacts_no_host() -> Result<(), Failed> {
             "roles_path: [../roles, ../../roles]",
             &format!("roles_path: [{}/roles]", dir.path().display()),
         )
-        .replace("roles: [base, e2e]", "roles: [broken]");
+        .replace("roles: [base, e2e, hello]", "roles: [broken]");
     // Without the e2e role, its tenants would be the first error.
     let text = match text.find("\ntenants:") {
         Some(at) => text[..at + 1].to_owned(),

@@ -90,6 +90,28 @@ pub struct CheckSettings {
     pub backups: Vec<BackupMarker>,
     /// smartctl to run (tests replay recorded outputs through a script).
     pub smartctl: String,
+    /// Pages the host's roles serve: each must answer 2xx or 3xx.
+    pub http: Vec<HttpCheck>,
+}
+
+/// A page the host serves, asked of the host itself: the name in the URL
+/// is resolved to 127.0.0.1 (`curl --resolve`), so the check says whether
+/// this host serves it, whatever DNS says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// `https://cloud.example.org/status.php`.
+    pub url: String,
+    /// Do not verify the certificate (a self-signed one in the lab).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// Seconds the answer may take (default 10).
+    #[serde(default = "default_http_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_http_timeout() -> u64 {
+    10
 }
 
 impl Default for CheckSettings {
@@ -100,6 +122,7 @@ impl Default for CheckSettings {
             certificates: Vec::new(),
             backups: Vec::new(),
             smartctl: "smartctl".to_owned(),
+            http: Vec::new(),
         }
     }
 }
@@ -188,6 +211,9 @@ pub struct CheckConfig {
     /// `settings.services`).
     #[serde(default)]
     pub services: Vec<String>,
+    /// Pages the host's roles serve (added to `settings.http`).
+    #[serde(default)]
+    pub http: Vec<HttpCheck>,
     /// A Mattermost (or Slack-compatible) incoming webhook URL. It is a
     /// secret: never logged, never in an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]

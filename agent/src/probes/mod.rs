@@ -13,6 +13,7 @@ pub mod backup;
 pub mod btrfs;
 pub mod disks;
 pub mod filesystem;
+pub mod http;
 pub mod mdraid;
 pub mod smart;
 pub mod system;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Box<dyn Probe>> {
         Box::new(btrfs::Btrfs),
         Box::new(filesystem::Filesystems),
         Box::new(systemd::Systemd),
+        Box::new(http::Http),
         Box::new(system::SystemProbe),
         Box::new(tls::Certificates),
         Box::new(backup::Backups),

@@ -37,6 +37,10 @@ pub const TESTS: &[(&str, Test)] = &[
         "fleet::monitoring::node_exporter_lets_in_the_monitoring_group_only",
         node_exporter_lets_in_the_monitoring_group_only,
     ),
+    (
+        "fleet::monitoring::every_active_instance_answers_its_page_check",
+        every_active_instance_answers_its_page_check,
+    ),
 ];
 
 /// The monitoring host (the inventory's `monitoring` group).
@@ -435,6 +439,78 @@ fn node_exporter_lets_in_the_monitoring_group_only() -> Result<(), Failed> {
     assert_ne!(
         outcome, "open",
         "{outsider} is not in the monitoring group, yet reaches {target}:9100"
+    );
+    Ok(())
+}
+
+/// The `http` findings of `clou status --json` for the hosts of `limit`:
+/// URL -> severity.
+fn page_checks(lab: &TestLab, limit: &str) -> Result<Vec<(String, String)>, Failed> {
+    let out = lab.clou(&["status", "--in-lab", "--json", "--limit", limit]);
+    let mut pages = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let value: Value = serde_json::from_str(line)?;
+        for finding in value["report"]["findings"].as_array().into_iter().flatten() {
+            if finding["probe"] == "http" {
+                pages.push((
+                    finding["subject"].as_str().unwrap_or_default().to_owned(),
+                    finding["severity"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(pages)
+}
+
+/// Each active instance's page is asked by the health check (and so by
+/// the upgrade gate) from its host, and a vhost gone is critical.
+fn every_active_instance_answers_its_page_check() -> Result<(), Failed> {
+    let lab = fleet()?;
+    let pages = page_checks(lab, "nextcloud-data,forums,onlyoffice,web")?;
+    let urls: Vec<&str> = pages.iter().map(|(u, _)| u.as_str()).collect();
+    for expected in [
+        "https://cloud.ecole-vive.example.org/status.php",
+        "https://chat.amap-lyon.example.org/api/v4/system/ping",
+        "https://forum.repair-cafe.example.org/srv/status",
+        "https://office.girofle.example.org/healthcheck",
+        "https://girofle.example.org/",
+        "https://wiki.ecole-vive.example.org/",
+        "https://compta.amap-lyon.example.org/",
+    ] {
+        assert!(
+            urls.contains(&expected),
+            "{expected} not checked: {pages:?}"
+        );
+    }
+    // 3 Nextcloud, 1 Mattermost, 2 Discourse, 1 ONLYOFFICE, the site, 1
+    // BookStack and 2 Paheko are active; the archived ones are not asked.
+    assert_eq!(pages.len(), 11, "{pages:?}");
+    assert!(pages.iter().all(|(_, sev)| sev == "ok"), "{pages:?}");
+
+    // One vhost gone: its page is critical, the others stay fine.
+    lab.ssh_ok(
+        "web",
+        "mv /etc/nginx/sites-enabled/bookstack-ecole-vive.conf /root/ && systemctl reload nginx",
+    );
+    let broken = page_checks(lab, "web")?;
+    lab.ssh_ok(
+        "web",
+        "mv /root/bookstack-ecole-vive.conf /etc/nginx/sites-enabled/ && systemctl reload nginx",
+    );
+    for (url, severity) in &broken {
+        let want = if url == "https://wiki.ecole-vive.example.org/" {
+            "crit"
+        } else {
+            "ok"
+        };
+        assert_eq!(severity, want, "{url}: {broken:?}");
+    }
+    assert_eq!(
+        page_checks(lab, "web")?
+            .iter()
+            .filter(|(_, s)| s == "ok")
+            .count(),
+        4
     );
     Ok(())
 }
