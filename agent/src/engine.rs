@@ -45,6 +45,19 @@ pub struct Engine<'a> {
     /// Where pending handlers are kept (none in check mode).
     pending_file: Option<PathBuf>,
     warnings: Vec<String>,
+    /// Where the journal and confirm state live (none in tests without one).
+    state_dir: Option<PathBuf>,
+    /// Files confirm steps changed, as they were before, with the handlers
+    /// those steps notify.
+    guarded: Vec<(crate::confirm::Before, Vec<String>)>,
+}
+
+/// How a run ended.
+#[derive(Debug, Default)]
+pub struct RunEnd {
+    pub warnings: Vec<String>,
+    /// Confirm steps' changes waiting for their confirmation.
+    pub confirm: Option<clou_protocol::PendingConfirm>,
 }
 
 impl std::fmt::Debug for Engine<'_> {
@@ -97,8 +110,13 @@ impl<'a> Engine<'a> {
             packages: None,
             failed: false,
             notified,
-            pending_file: state_dir.filter(|_| !plan.check).map(|d| d.join(PENDING)),
+            pending_file: state_dir
+                .as_ref()
+                .filter(|_| !plan.check)
+                .map(|d| d.join(PENDING)),
             warnings,
+            state_dir,
+            guarded: Vec::new(),
         }
     }
 
@@ -136,7 +154,13 @@ impl<'a> Engine<'a> {
 
     /// Runs the whole plan, handing each report to `emit` as soon as it is
     /// known. Returns the warnings gathered on the way.
-    pub fn run(mut self, emit: &mut dyn FnMut(Report)) -> Vec<String> {
+    pub fn run(self, emit: &mut dyn FnMut(Report)) -> Vec<String> {
+        self.run_to_end(emit).warnings
+    }
+
+    /// Runs the whole plan, then arms the revert of its confirm steps'
+    /// changes, if any.
+    pub fn run_to_end(mut self, emit: &mut dyn FnMut(Report)) -> RunEnd {
         let plan = self.plan;
         self.mark("run_started");
         for (index, role) in plan.roles.iter().enumerate() {
@@ -171,7 +195,45 @@ impl<'a> Engine<'a> {
             }
         }
         self.mark("run_finished");
-        self.warnings
+        let confirm = self.arm_confirm();
+        RunEnd {
+            warnings: self.warnings,
+            confirm,
+        }
+    }
+
+    /// Hands the confirm steps' old files and handlers to [`crate::confirm`].
+    fn arm_confirm(&mut self) -> Option<clou_protocol::PendingConfirm> {
+        if self.guarded.is_empty() || self.plan.check {
+            return None;
+        }
+        let state_dir = self.state_dir.clone()?;
+        let wanted: HashSet<&String> = self.guarded.iter().flat_map(|(_, n)| n).collect();
+        let handlers: Vec<Step> = self
+            .plan
+            .roles
+            .iter()
+            .flat_map(|r| &r.handlers)
+            .filter(|h| wanted.contains(&h.id))
+            .cloned()
+            .collect();
+        let befores: Vec<crate::confirm::Before> =
+            self.guarded.iter().map(|(b, _)| b.clone()).collect();
+        match crate::confirm::arm(
+            self.sys,
+            &state_dir,
+            &self.plan.run_id,
+            &self.plan.admin,
+            &befores,
+            handlers,
+            self.plan.confirm_secs,
+        ) {
+            Ok(pending) => Some(pending),
+            Err(why) => {
+                self.warnings.push(why);
+                None
+            }
+        }
     }
 
     /// A journal line marking the start or end of the run.
@@ -195,6 +257,25 @@ impl<'a> Engine<'a> {
 
     fn step(&mut self, role: &str, step: &Step, handler: bool) -> Report {
         let started = Instant::now();
+        // A confirm step's file as it was, to put back if not confirmed.
+        let before = match (&step.resource, step.confirm && !self.plan.check) {
+            (Resource::File(spec), true) => match crate::confirm::before(self.sys, &spec.path) {
+                Ok(before) => Some(before),
+                Err(why) => {
+                    return Report {
+                        id: step.id.clone(),
+                        role: role.to_owned(),
+                        handler,
+                        status: Status::Failed,
+                        changes: Vec::new(),
+                        diff: None,
+                        error: Some(format!("{why}: without a copy it could not be put back")),
+                        millis: 0,
+                    };
+                }
+            },
+            _ => None,
+        };
         let result = match &step.resource {
             Resource::Package(spec) => self.package(&spec.name),
             resource => {
@@ -213,6 +294,11 @@ impl<'a> Engine<'a> {
             Ok(outcome) => (Status::Changed, outcome, None),
             Err(error) => (Status::Failed, Outcome::default(), Some(error)),
         };
+        if status == Status::Changed
+            && let Some(before) = before
+        {
+            self.guarded.push((before, step.notify.clone()));
+        }
         if status == Status::Changed && !step.notify.is_empty() {
             self.notified.extend(step.notify.iter().cloned());
             self.save_pending();
@@ -339,6 +425,7 @@ mod tests {
             id: id.into(),
             notify: notify.iter().map(|s| s.to_string()).collect(),
             sensitive: false,
+            confirm: false,
             resource: serde_json::from_str(resource).unwrap(),
         }
     }
@@ -350,6 +437,7 @@ mod tests {
             check,
             diff: false,
             roles,
+            confirm_secs: 30,
         }
     }
 

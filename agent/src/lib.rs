@@ -25,6 +25,7 @@
 pub mod accounts;
 pub mod alert;
 pub mod clock;
+pub mod confirm;
 pub mod engine;
 pub mod journal;
 pub mod lock;
@@ -62,7 +63,7 @@ pub enum Error {
     )]
     ProtocolMismatch { ours: u32, theirs: u32 },
     #[error(
-        "usage: clou-agent [--version | serve [--state-dir DIR] | check [--config FILE] [--state-dir DIR] | usage [--config FILE] [--state-dir DIR]] (got {0:?})"
+        "usage: clou-agent [--version | serve [--state-dir DIR] | revert [--state-dir DIR] TOKEN | check [--config FILE] [--state-dir DIR] | usage [--config FILE] [--state-dir DIR]] (got {0:?})"
     )]
     Usage(String),
     #[error("cannot use the check configuration {path}: {why}")]
@@ -102,6 +103,32 @@ pub fn run(args: &[String], input: impl BufRead, output: impl Write) -> Result<E
                 }
             }
             usage_snapshot(&system::Host, &config, &state_dir)
+        }
+        Some("revert") => {
+            let (state_dir, token) = match &args[1..] {
+                [token] => (PathBuf::from(engine::STATE_DIR), token),
+                [flag, dir, token] if flag == "--state-dir" => (PathBuf::from(dir), token),
+                _ => return Err(Error::Usage(args.join(" "))),
+            };
+            match confirm::revert(&system::Host, &state_dir, token) {
+                Ok(files) if files.is_empty() => {
+                    log(&format!(
+                        "clou-agent revert {token}: confirmed already, nothing to do"
+                    ));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(files) => {
+                    log(&format!(
+                        "clou-agent revert {token}: not confirmed in time, put back {}",
+                        files.join(", ")
+                    ));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    log(&format!("clou-agent revert {token}: {why}"));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Some("serve") | None => {
             let state_dir = match &args.get(1..).unwrap_or_default() {
@@ -305,6 +332,13 @@ pub fn serve(
         Some(Message::Upgrade(request)) => {
             return serve_upgrade(sys, state_dir, &request, &mut output);
         }
+        Some(Message::Confirm(request)) => {
+            let kept = confirm::confirm(sys, state_dir, &request.token);
+            return send(
+                &mut output,
+                &Message::Confirmed(clou_protocol::Confirmed { kept }),
+            );
+        }
         Some(Message::Reboot(request)) => {
             return serve_reboot(sys, state_dir, &request, &mut output);
         }
@@ -346,14 +380,15 @@ pub fn serve(
     ));
     let engine = engine::Engine::new(sys, &plan, Some(state_dir.to_owned()));
     let mut failure = None;
-    warnings.extend(engine.run(&mut |report| {
+    let end = engine.run_to_end(&mut |report| {
         log(&format!("{} {:?}", report.id, report.status));
         if failure.is_none()
             && let Err(err) = send(&mut output, &Message::Report(report))
         {
             failure = Some(err);
         }
-    }));
+    });
+    warnings.extend(end.warnings);
     if let Some(err) = failure {
         return Err(err);
     }
@@ -361,6 +396,7 @@ pub fn serve(
     let done = Done {
         millis: started.elapsed().as_millis() as u64,
         warnings,
+        confirm: end.confirm,
     };
     send(&mut output, &Message::Done(done))
 }

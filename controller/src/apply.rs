@@ -41,7 +41,13 @@ pub struct Options {
     pub json: bool,
     /// Seconds one host may take, 0 for the default.
     pub timeout: u64,
+    /// Seconds a change to sshd or the firewall waits for a new connection
+    /// to confirm it, 0 for the default (30).
+    pub confirm_timeout: u64,
 }
+
+/// How long a confirm change waits for its confirmation by default.
+pub const DEFAULT_CONFIRM_SECS: u64 = 30;
 
 /// How long one host may take by default: a big apt upgrade fits.
 pub const DEFAULT_TIMEOUT: u64 = 3600;
@@ -71,6 +77,7 @@ impl HostSummary {
     pub fn converged(&self) -> bool {
         self.unreachable.is_none()
             && self.refused.is_none()
+            && self.aborted.is_none()
             && self.failed == 0
             && self.skipped == 0
     }
@@ -136,6 +143,11 @@ pub fn prepare(inventory: &Inventory, opts: &Options) -> anyhow::Result<(Vec<Hos
                     check: opts.check,
                     diff: opts.diff,
                     roles,
+                    confirm_secs: if opts.confirm_timeout == 0 {
+                        DEFAULT_CONFIRM_SECS
+                    } else {
+                        opts.confirm_timeout
+                    },
                 })
             }
             Err(err) => {
@@ -303,7 +315,7 @@ async fn converge_host(
         host: target.name.clone(),
         total,
     });
-    let session = match ssh::connect(target, keys).await {
+    let session = match ssh::connect(target, keys.clone()).await {
         Ok(session) => session,
         Err(err) => {
             summary.unreachable = Some(err.to_string());
@@ -312,9 +324,10 @@ async fn converge_host(
         }
     };
     let timeout = Duration::from_secs(timeout_secs);
+    let mut pending = None;
     match tokio::time::timeout(
         timeout,
-        run_agent(&session, target, &plan, tx, &mut summary),
+        run_agent(&session, target, &plan, tx, &mut summary, &mut pending),
     )
     .await
     {
@@ -333,8 +346,84 @@ async fn converge_host(
         }
     }
     session.close().await;
+    if let Some(pending) = pending {
+        let _ = tx.send(Update::Log {
+            host: target.name.clone(),
+            line: format!(
+                "confirming the change to {} over a new connection",
+                pending.files.join(", ")
+            ),
+        });
+        if let Err(why) = confirm(target, keys, &pending).await {
+            summary.aborted = Some(why);
+        }
+    }
     summary.millis = started.elapsed().as_millis() as u64;
     summary
+}
+
+/// Opens a new connection and confirms the changes that could lock the
+/// admins out; when none can be opened, waits for the host to revert them
+/// and says whether it answers again.
+async fn confirm(
+    target: &Target,
+    keys: Arc<HostKeys>,
+    pending: &clou_protocol::PendingConfirm,
+) -> Result<(), String> {
+    let files = pending.files.join(", ");
+    let attempt = async {
+        let session = ssh::connect(target, keys.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = Message::Confirm(clou_protocol::ConfirmRequest {
+            token: pending.token.clone(),
+        });
+        let mut kept = None;
+        let result = remote::exchange(
+            &session,
+            target,
+            &request,
+            |m| matches!(m, Message::Confirmed(_)),
+            &mut |event| {
+                if let AgentEvent::Message(Message::Confirmed(c)) = event {
+                    kept = Some(c.kept);
+                }
+            },
+        )
+        .await;
+        session.close().await;
+        result.map_err(|e| format!("{e:#}"))?;
+        kept.ok_or_else(|| "the agent did not answer the confirmation".to_owned())
+    };
+    let deadline = Duration::from_secs(pending.secs.saturating_sub(2).max(1));
+    let why = match tokio::time::timeout(deadline, attempt).await {
+        Ok(Ok(true)) => return Ok(()),
+        Ok(Ok(false)) => {
+            return Err(format!(
+                "the change to {files} was confirmed too late: the host had put the previous \
+                 files back already; run clou apply again"
+            ));
+        }
+        Ok(Err(why)) => why,
+        Err(_) => format!("no confirmation within {} s", deadline.as_secs()),
+    };
+    // The host puts the old files back when its timer fires: wait for it,
+    // then see whether it answers again.
+    tokio::time::sleep(Duration::from_secs(pending.secs + 5)).await;
+    let back = ssh::connect(target, keys).await;
+    let after = match back {
+        Ok(session) => {
+            session.close().await;
+            "it did: the host answers again, with its previous configuration".to_owned()
+        }
+        Err(err) => format!("it still does not answer ({err}): open its console"),
+    };
+    Err(format!(
+        "the change to {files} was reverted: after it, a new connection failed ({why}), so \
+         the host put the previous files back after {} s; {after}. Fix the change (sshd and \
+         firewall settings) before applying again",
+        pending.secs
+    ))
 }
 
 async fn run_agent(
@@ -343,6 +432,7 @@ async fn run_agent(
     plan: &Plan,
     tx: &mpsc::UnboundedSender<Update>,
     summary: &mut HostSummary,
+    pending: &mut Option<clou_protocol::PendingConfirm>,
 ) -> anyhow::Result<()> {
     let host = target.name.clone();
     let request = Message::Plan(plan.clone());
@@ -375,7 +465,10 @@ async fn run_agent(
                     report,
                 });
             }
-            AgentEvent::Message(Message::Done(done)) => summary.warnings = done.warnings,
+            AgentEvent::Message(Message::Done(done)) => {
+                summary.warnings = done.warnings;
+                *pending = done.confirm;
+            }
             AgentEvent::Message(Message::Refused(refused)) => {
                 summary.refused = Some(refused.reason)
             }

@@ -78,6 +78,10 @@ pub struct ApplyArgs {
     /// Seconds one host may take before clou gives up on it (default 3600).
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub timeout: u64,
+    /// Seconds a change to sshd or the firewall waits for a new connection
+    /// to confirm it before the host puts the previous files back.
+    #[arg(long, default_value_t = 30)]
+    pub confirm_timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,

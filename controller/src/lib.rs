@@ -91,6 +91,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 forks: args.forks,
                 json: args.json,
                 timeout: args.timeout,
+                confirm_timeout: args.confirm_timeout,
             };
             apply::run(&path, &opts)
         }

@@ -33,7 +33,7 @@ use crate::template::{Data, Templates};
 use crate::vars::{self, Var};
 
 /// Fields any resource may carry besides its kind's own.
-pub const COMMON_FIELDS: &[&str] = &["notify", "id", "sensitive", "for_each", "when"];
+pub const COMMON_FIELDS: &[&str] = &["notify", "id", "sensitive", "confirm", "for_each", "when"];
 
 /// Why a host's plan cannot be built. Nothing has been contacted yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -765,6 +765,27 @@ impl RoleBuilder<'_, '_> {
                 ));
             }
         };
+        let confirm = match fields.remove("confirm") {
+            None => false,
+            Some(Value::Bool(b)) if !b || item.kind == "file" => b,
+            Some(Value::Bool(_)) => {
+                return Err(self.error(
+                    line,
+                    format!(
+                        "confirm: only a file can be kept-if-confirmed, not a {}",
+                        item.kind
+                    ),
+                    Some("put the setting in a file resource (a drop-in) and mark that one"),
+                ));
+            }
+            Some(other) => {
+                return Err(self.error(
+                    line,
+                    format!("confirm: {} is not true or false", short(&other)),
+                    None,
+                ));
+            }
+        };
         // An id is a template too, so that a sensitive command repeated
         // with for_each can be named per element (`install {{item.name}}`).
         let explicit_id = match fields.remove("id") {
@@ -838,6 +859,7 @@ impl RoleBuilder<'_, '_> {
             id,
             notify,
             sensitive,
+            confirm,
             resource,
         })
     }

@@ -66,6 +66,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         removing_an_admin_locks_the_account_on_every_host,
     ),
     (
+        "apply::an_sshd_change_that_shuts_clou_out_is_put_back_by_the_host",
+        an_sshd_change_that_shuts_clou_out_is_put_back_by_the_host,
+    ),
+    (
         "apply::bad_input_contacts_no_host",
         bad_input_contacts_no_host,
     ),
@@ -758,6 +762,54 @@ pub fn an_admin_leaves(lab: &TestLab, hosts: &[&str]) -> Result<(), Failed> {
         assert_eq!(again.host(host)["changed"], 0, "{host}");
     }
     lab.apply(&[]).expect_code(0);
+    Ok(())
+}
+
+/// sshd's drop-in is a confirm step: a valid change that refuses clou's
+/// next login (root, in the lab) is not confirmed, so alpha itself puts the
+/// previous file back and reloads sshd; a harmless change is confirmed
+/// over a new connection and kept.
+fn an_sshd_change_that_shuts_clou_out_is_put_back_by_the_host() -> Result<(), Failed> {
+    let lab = lab()?;
+    const DROP_IN: &str = "/etc/ssh/sshd_config.d/50-girofle.conf";
+    lab.apply(&["--limit", "alpha"]).expect_code(0);
+    let before = lab.ssh_ok("alpha", &format!("cat {DROP_IN}"));
+
+    let run = lab.apply(&[
+        "--limit",
+        "alpha",
+        "--confirm-timeout",
+        "8",
+        "-e",
+        r#"sshd_extra=["DenyUsers root"]"#,
+    ]);
+    run.expect_code(1);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("was reverted"), "{said}");
+    assert!(said.contains("the host answers again"), "{said}");
+    // Checked with OpenSSH, as root, as before the change.
+    assert_eq!(lab.ssh_ok("alpha", &format!("cat {DROP_IN}")), before);
+    let effective = lab.ssh_ok("alpha", "sshd -T | grep -i denyusers || true");
+    assert_eq!(effective.trim(), "", "{effective}");
+    let journal = lab.ssh_ok("alpha", "tail -n 20 /var/lib/clou/journal.jsonl");
+    assert!(
+        journal.contains("not confirmed in time, reverted"),
+        "{journal}"
+    );
+    lab.ssh_ok("alpha", "test -z \"$(ls /var/lib/clou/confirm)\"");
+
+    // A change clou survives is confirmed and stays.
+    let run = lab.apply(&["--limit", "alpha", "-e", r#"sshd_extra=["MaxSessions 9"]"#]);
+    run.expect_code(0);
+    let effective = lab.ssh_ok("alpha", "sshd -T | grep -i maxsessions");
+    assert_eq!(effective.trim(), "maxsessions 9");
+    let journal = lab.ssh_ok("alpha", "tail -n 20 /var/lib/clou/journal.jsonl");
+    assert!(
+        journal.contains("confirmed by a new connection, kept"),
+        "{journal}"
+    );
+    lab.apply(&["--limit", "alpha"]).expect_code(0);
+    assert_eq!(lab.ssh_ok("alpha", &format!("cat {DROP_IN}")), before);
     Ok(())
 }
 

@@ -75,6 +75,11 @@ pub enum Message {
     Reboot(RebootRequest),
     /// Agent to controller: the reboot is under way (last message).
     Rebooting(Rebooting),
+    /// Controller to agent, on a new connection after a plan: keep its
+    /// confirm changes.
+    Confirm(ConfirmRequest),
+    /// Agent to controller: kept, or reverted already (last message).
+    Confirmed(Confirmed),
 }
 
 /// The opening handshake.
@@ -113,6 +118,14 @@ pub struct Plan {
     pub diff: bool,
     /// The roles, dependencies first.
     pub roles: Vec<RolePlan>,
+    /// Seconds a confirm step's change waits for its confirmation before
+    /// it is reverted (see [`Step::confirm`]).
+    #[serde(default = "default_confirm_secs")]
+    pub confirm_secs: u64,
+}
+
+fn default_confirm_secs() -> u64 {
+    30
 }
 
 /// One role's part of a plan.
@@ -142,6 +155,13 @@ pub struct Step {
     /// Content of this resource is secret: no diff, no value in the journal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// A change here (sshd's or the firewall's configuration) is kept only
+    /// if the controller can still log in afterwards: the agent keeps the
+    /// previous file and puts it back, and runs the handlers the step
+    /// notifies, unless a new connection confirms within
+    /// [`Plan::confirm_secs`]. Only for `file` resources.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
     /// What the resource must look like.
     pub resource: Resource,
 }
@@ -196,6 +216,36 @@ pub struct Done {
     /// Warnings worth showing to the admin (a stale lock taken over, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Changes waiting for a confirmation from a new connection (a
+    /// [`Message::Confirm`] with this token), or they are reverted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<PendingConfirm>,
+}
+
+/// Changes kept only if confirmed in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingConfirm {
+    pub token: String,
+    /// What would be put back (the files).
+    pub files: Vec<String>,
+    /// Seconds left before the revert.
+    pub secs: u64,
+}
+
+/// Controller to agent, on a new connection: the changes are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub token: String,
+}
+
+/// Agent to controller: what became of the changes (last message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmed {
+    /// True: kept. False: they had been reverted already (too late).
+    pub kept: bool,
 }
 
 /// Why the agent did not start the plan. Nothing was changed.
@@ -235,12 +285,14 @@ mod tests {
             admin: "root@laptop".into(),
             check: true,
             diff: false,
+            confirm_secs: 30,
             roles: vec![RolePlan {
                 name: "base".into(),
                 resources: vec![Step {
                     id: "base/directory:/srv".into(),
                     notify: vec![],
                     sensitive: false,
+                    confirm: false,
                     resource: serde_json::from_str(r#"{"directory":{"path":"/srv"}}"#)
                         .expect("resource"),
                 }],
