@@ -6,6 +6,7 @@
 //! no cycle, names well formed). Everything else in clou takes an
 //! [`Inventory`], never the raw structs.
 
+pub mod edit;
 pub mod raw;
 pub mod tenant;
 
