@@ -26,6 +26,7 @@ pub mod accounts;
 pub mod alert;
 pub mod clock;
 pub mod confirm;
+pub mod disk;
 pub mod engine;
 pub mod journal;
 pub mod lock;
@@ -331,6 +332,29 @@ pub fn serve(
         }
         Some(Message::Upgrade(request)) => {
             return serve_upgrade(sys, state_dir, &request, &mut output);
+        }
+        Some(Message::Disk(request)) => {
+            // Looking changes nothing; starting takes the host's lock.
+            if request.step != clou_protocol::DiskStep::Start {
+                let report = disk::answer(sys, state_dir, &request);
+                return send(&mut output, &Message::DiskReport(report));
+            }
+            let me = lock::Holder {
+                run_id: request.run_id.clone(),
+                admin: request.admin.clone(),
+                pid: std::process::id(),
+                started: clock::rfc3339(SystemTime::now()),
+            };
+            let held = match lock::Lock::acquire(state_dir, &me) {
+                Ok(held) => held,
+                Err(err) => {
+                    let reason = err.to_string();
+                    return send(&mut output, &Message::Refused(Refused { reason }));
+                }
+            };
+            let report = disk::answer(sys, state_dir, &request);
+            drop(held);
+            return send(&mut output, &Message::DiskReport(report));
         }
         Some(Message::Confirm(request)) => {
             let kept = confirm::confirm(sys, state_dir, &request.token);

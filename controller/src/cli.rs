@@ -27,6 +27,9 @@ pub enum Command {
     /// Debian package upgrades in batches, each batch gated by the hosts'
     /// health: shows what it will do and asks first.
     Upgrade(UpgradeArgs),
+    /// Disks: replace a failing one.
+    #[command(subcommand)]
+    Disk(DiskCommand),
     /// Every host's health: disks, arrays, filesystems, services; or
     /// everything about one host.
     Status(StatusArgs),
@@ -83,6 +86,34 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 30)]
     pub confirm_timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
+    #[arg(long = "in-lab")]
+    pub in_lab: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// Replaces a disk of a btrfs RAID1 with a new blank one, while the
+    /// filesystem stays mounted: shows the disk and the commands, asks,
+    /// copies with a progress bar, verifies. Run it again to follow a
+    /// replacement that was interrupted.
+    Replace(DiskReplaceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiskReplaceArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    /// The inventory host.
+    pub host: String,
+    /// The disk to take out (`/dev/sdb`).
+    pub disk: String,
+    /// The new disk, blank and at least as large (`/dev/sdc`).
+    #[arg(long)]
+    pub new: Option<String>,
+    /// Do not ask: the plan shown is approved.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Work on the lab replica of the host.
     #[arg(long = "in-lab")]
     pub in_lab: bool,
 }

@@ -23,6 +23,8 @@
 //! - [`hosts`]: `clou inventory` and `clou hosts trust`.
 //! - [`lab`]: the rehearsal replica of the fleet, booted on this machine.
 //! - [`demo`]: what `clou demo` shows.
+//! - [`disk`]: `clou disk replace`: a btrfs RAID1 disk replaced, followed
+//!   and verified.
 //! - [`process`]: running local programs with errors that say what ran.
 //!
 //! Data flows one way: inventory and roles -> plans -> (SSH) -> agent ->
@@ -36,6 +38,7 @@ pub mod agent_bin;
 pub mod apply;
 pub mod cli;
 pub mod demo;
+pub mod disk;
 pub mod hosts;
 pub mod inventory;
 pub mod lab;
@@ -120,6 +123,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 reboot_timeout: Duration::from_secs(args.reboot_timeout),
             };
             upgrade::run(&path, &opts)
+        }
+        Command::Disk(cli::DiskCommand::Replace(args)) => {
+            let path = inventory_path(&args.select, args.in_lab)?;
+            let opts = disk::Options {
+                host: args.host,
+                disk: args.disk,
+                new: args.new,
+                yes: args.yes,
+            };
+            disk::replace(&path, &opts)
         }
         Command::Usage(args) => {
             let path = inventory_path(&args.select, args.in_lab)?;

@@ -188,6 +188,124 @@ pub fn ask_all(
     }))
 }
 
+/// One host's connection, kept for the whole rollout (and opened again
+/// after a reboot).
+pub struct Link {
+    pub target: Target,
+    keys: std::sync::Arc<crate::ssh::known_hosts::HostKeys>,
+    session: Option<ssh::Session>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("host", &self.target.name)
+            .finish()
+    }
+}
+
+impl Link {
+    /// A link that connects on first use.
+    pub fn new(target: Target, keys: std::sync::Arc<crate::ssh::known_hosts::HostKeys>) -> Link {
+        Link {
+            target,
+            keys,
+            session: None,
+        }
+    }
+
+    /// Sends one request and returns the agent's last message.
+    pub async fn ask(&mut self, request: &Message) -> Result<Message, String> {
+        if self.session.is_none() {
+            let session = ssh::connect(&self.target, self.keys.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.session = Some(session);
+        }
+        let Some(session) = &self.session else {
+            return Err("no connection".into());
+        };
+        let mut last = None;
+        let result = exchange(session, &self.target, request, is_last, &mut |event| {
+            if let AgentEvent::Message(message) = event
+                && is_last(&message)
+            {
+                last = Some(message);
+            }
+        })
+        .await;
+        if let Err(err) = result {
+            // The connection may be what failed: open a new one next time.
+            if let Some(session) = self.session.take() {
+                session.close().await;
+            }
+            return Err(format!("{err:#}"));
+        }
+        match last {
+            Some(Message::Refused(refused)) => Err(refused.reason),
+            Some(message) => Ok(message),
+            None => Err("the agent sent no answer".into()),
+        }
+    }
+
+    /// An upgrade look (refreshing the lists when `update`).
+    pub async fn look(
+        &mut self,
+        run_id: &str,
+        update: bool,
+        packages: &[String],
+    ) -> Result<clou_protocol::UpgradeReport, String> {
+        let request = Message::Upgrade(clou_protocol::UpgradeRequest {
+            run_id: run_id.to_owned(),
+            admin: crate::apply::admin(),
+            check: true,
+            update,
+            packages: packages.to_vec(),
+            approved: std::collections::BTreeMap::new(),
+        });
+        match self.ask(&request).await? {
+            Message::Upgraded(report) => match &report.error {
+                Some(error) => Err(error.clone()),
+                None => Ok(report),
+            },
+            other => Err(format!("the agent answered {other:?} to an upgrade look")),
+        }
+    }
+
+    /// A health check.
+    pub async fn health(
+        &mut self,
+        settings: &clou_protocol::health::CheckSettings,
+    ) -> Result<clou_protocol::HealthReport, String> {
+        let request = Message::Check(clou_protocol::CheckRequest {
+            settings: settings.clone(),
+        });
+        match self.ask(&request).await? {
+            Message::Health(report) => Ok(report),
+            other => Err(format!("the agent answered {other:?} to a health check")),
+        }
+    }
+
+    /// Closes the connection (the next request opens a new one).
+    pub async fn close(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+    }
+}
+
+/// The messages that end an exchange of a [`Link`].
+pub fn is_last(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::Upgraded(_)
+            | Message::Health(_)
+            | Message::Rebooting(_)
+            | Message::DiskReport(_)
+            | Message::Refused(_)
+    )
+}
+
 async fn upload(session: &ssh::Session, target: &Target) -> anyhow::Result<()> {
     let mut exec = session
         .exec(&ssh::as_root(target, &upload_script()))

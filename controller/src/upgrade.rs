@@ -31,16 +31,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clou_protocol::health::CheckSettings;
-use clou_protocol::{
-    CheckRequest, Finding, HealthReport, Message, RebootRequest, UpgradeReport, UpgradeRequest,
-};
+use clou_protocol::{Finding, HealthReport, Message, RebootRequest, UpgradeReport, UpgradeRequest};
 
 use crate::inventory::{Host, Inventory};
-use crate::remote::{self, AgentEvent};
+use crate::remote::Link;
 use crate::rollout::{self, Serial};
+use crate::ssh::Target;
 use crate::ssh::config::SshConfig;
 use crate::ssh::known_hosts::HostKeys;
-use crate::ssh::{self, Session, Target};
 
 /// What `clou upgrade` was asked.
 #[derive(Debug, Clone)]
@@ -58,96 +56,6 @@ pub struct Options {
     pub gate_timeout: Duration,
     /// How long a rebooting host may take to come back.
     pub reboot_timeout: Duration,
-}
-
-/// One host's connection, kept for the whole rollout (and opened again
-/// after a reboot).
-struct Link {
-    target: Target,
-    keys: Arc<HostKeys>,
-    session: Option<Session>,
-}
-
-impl Link {
-    /// Sends one request and returns the agent's last message.
-    async fn ask(&mut self, request: &Message) -> Result<Message, String> {
-        if self.session.is_none() {
-            let session = ssh::connect(&self.target, self.keys.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            self.session = Some(session);
-        }
-        let Some(session) = &self.session else {
-            return Err("no connection".into());
-        };
-        let mut last = None;
-        let result = remote::exchange(session, &self.target, request, is_last, &mut |event| {
-            if let AgentEvent::Message(message) = event
-                && is_last(&message)
-            {
-                last = Some(message);
-            }
-        })
-        .await;
-        if let Err(err) = result {
-            // The connection may be what failed: open a new one next time.
-            if let Some(session) = self.session.take() {
-                session.close().await;
-            }
-            return Err(format!("{err:#}"));
-        }
-        match last {
-            Some(Message::Refused(refused)) => Err(refused.reason),
-            Some(message) => Ok(message),
-            None => Err("the agent sent no answer".into()),
-        }
-    }
-
-    async fn look(
-        &mut self,
-        run_id: &str,
-        update: bool,
-        packages: &[String],
-    ) -> Result<UpgradeReport, String> {
-        let request = Message::Upgrade(UpgradeRequest {
-            run_id: run_id.to_owned(),
-            admin: crate::apply::admin(),
-            check: true,
-            update,
-            packages: packages.to_vec(),
-            approved: BTreeMap::new(),
-        });
-        match self.ask(&request).await? {
-            Message::Upgraded(report) => match &report.error {
-                Some(error) => Err(error.clone()),
-                None => Ok(report),
-            },
-            other => Err(format!("the agent answered {other:?} to an upgrade look")),
-        }
-    }
-
-    async fn health(&mut self, settings: &CheckSettings) -> Result<HealthReport, String> {
-        let request = Message::Check(CheckRequest {
-            settings: settings.clone(),
-        });
-        match self.ask(&request).await? {
-            Message::Health(report) => Ok(report),
-            other => Err(format!("the agent answered {other:?} to a health check")),
-        }
-    }
-
-    async fn close(&mut self) {
-        if let Some(session) = self.session.take() {
-            session.close().await;
-        }
-    }
-}
-
-fn is_last(message: &Message) -> bool {
-    matches!(
-        message,
-        Message::Upgraded(_) | Message::Health(_) | Message::Rebooting(_) | Message::Refused(_)
-    )
 }
 
 /// What the look found on one host.
@@ -249,11 +157,7 @@ pub fn rollout_hosts(
     let looked: Vec<Looked> = runtime.block_on(async {
         let mut tasks = Vec::new();
         for host in &hosts {
-            let mut link = Link {
-                target: Target::for_host(inventory, host, &ssh_config),
-                keys: keys.clone(),
-                session: None,
-            };
+            let mut link = Link::new(Target::for_host(inventory, host, &ssh_config), keys.clone());
             let settings = settings.remove(&host.name).unwrap_or_default();
             let run_id = run_id.clone();
             let update = !opts.check;

@@ -13,6 +13,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 /// `clou apply`: converging the lab's hosts, checked over ssh.
 mod apply;
+/// `clou disk replace`: a btrfs RAID1 disk replaced on the lab.
+mod disk;
 /// The Girofle fleet's roles, on a lab of its eight hosts.
 mod fleet;
 /// `clou status` and the health timer: probes and alerts on the lab.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
     let mut tests: Vec<(&str, Test)> = lab::TESTS.to_vec();
     tests.extend_from_slice(apply::TESTS);
     tests.extend_from_slice(health::TESTS);
+    tests.extend_from_slice(disk::TESTS);
     tests.extend_from_slice(usage::TESTS);
     tests.extend_from_slice(upgrade::TESTS);
     tests.extend_from_slice(lab::LAST);

@@ -114,7 +114,7 @@ impl TestLab {
         // The lab options go right after the (sub)command, before any
         // trailing command of `lab ssh`.
         let split = match args.first() {
-            Some(&"lab") | Some(&"hosts") => 2.min(args.len()),
+            Some(&"lab") | Some(&"hosts") | Some(&"disk") => 2.min(args.len()),
             Some(&"demo") | Some(&"apply") | Some(&"inventory") | Some(&"status")
             | Some(&"usage") | Some(&"upgrade") => 1,
             _ => 0,

@@ -28,6 +28,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod disk;
 pub mod health;
 pub mod resource;
 pub mod upgrade;
@@ -35,6 +36,7 @@ pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
+pub use disk::{DiskReport, DiskRequest, DiskStep, DiskUse};
 pub use health::{CheckRequest, Finding, HealthReport, Severity};
 pub use resource::Resource;
 pub use upgrade::{PackageUpgrade, RebootRequest, Rebooting, UpgradeReport, UpgradeRequest};
@@ -80,6 +82,10 @@ pub enum Message {
     Confirm(ConfirmRequest),
     /// Agent to controller: kept, or reverted already (last message).
     Confirmed(Confirmed),
+    /// Controller to agent, instead of a plan: a step of a disk replacement.
+    Disk(DiskRequest),
+    /// Agent to controller: what the step found or did (last message).
+    DiskReport(DiskReport),
 }
 
 /// The opening handshake.
