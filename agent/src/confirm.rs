@@ -15,7 +15,6 @@
 //! exactly one of them happens even if they meet.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use clou_protocol::{PendingConfirm, Step};
 use serde::{Deserialize, Serialize};
@@ -307,19 +306,7 @@ pub fn confirm(sys: &dyn System, state_dir: &Path, token: &str) -> bool {
 }
 
 fn mark(journal: &Journal, run_id: &str, admin: &str, event: &str, files: &[String]) {
-    let line = serde_json::json!({
-        "time": crate::clock::rfc3339(SystemTime::now()),
-        "run_id": run_id,
-        "admin": admin,
-        "event": event,
-        "files": files,
-    });
-    if let Err(err) = journal.append_value(&line) {
-        crate::log(&format!(
-            "cannot append to {}: {err}",
-            journal.path().display()
-        ));
-    }
+    journal.event(run_id, admin, event, serde_json::json!({ "files": files }));
 }
 
 #[cfg(test)]

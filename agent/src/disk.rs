@@ -476,23 +476,17 @@ fn save(sys: &dyn System, state_dir: &Path, u: Option<&Underway>) -> Result<(), 
 }
 
 fn mark(state_dir: &Path, u: &Underway, event: &str, detail: &str) {
-    let journal = Journal::new(state_dir);
-    let line = serde_json::json!({
-        "time": crate::clock::rfc3339(SystemTime::now()),
-        "run_id": u.run_id,
-        "admin": u.admin,
-        "event": event,
-        "disk": u.disk,
-        "new": u.new,
-        "filesystem": u.mount,
-        "detail": detail,
-    });
-    if let Err(err) = journal.append_value(&line) {
-        crate::log(&format!(
-            "cannot append to {}: {err}",
-            journal.path().display()
-        ));
-    }
+    Journal::new(state_dir).event(
+        &u.run_id,
+        &u.admin,
+        event,
+        serde_json::json!({
+            "disk": u.disk,
+            "new": u.new,
+            "filesystem": u.mount,
+            "detail": detail,
+        }),
+    );
 }
 
 #[cfg(test)]

@@ -59,6 +59,24 @@ impl Journal {
         file.sync_data()
     }
 
+    /// Appends an event line (`time`, `run_id`, `admin`, `event` and the
+    /// fields of `extra`); a journal that cannot be written is said on
+    /// stderr, not fatal: the work itself was done.
+    pub fn event(&self, run_id: &str, admin: &str, event: &str, extra: serde_json::Value) {
+        let mut line = serde_json::json!({
+            "time": crate::clock::rfc3339(std::time::SystemTime::now()),
+            "run_id": run_id,
+            "admin": admin,
+            "event": event,
+        });
+        if let (Some(map), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
+            map.extend(more);
+        }
+        if let Err(err) = self.append_value(&line) {
+            crate::log(&format!("cannot append to {}: {err}", self.path.display()));
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -339,18 +339,9 @@ pub fn serve(
                 let report = disk::answer(sys, state_dir, &request);
                 return send(&mut output, &Message::DiskReport(report));
             }
-            let me = lock::Holder {
-                run_id: request.run_id.clone(),
-                admin: request.admin.clone(),
-                pid: std::process::id(),
-                started: clock::rfc3339(SystemTime::now()),
-            };
-            let held = match lock::Lock::acquire(state_dir, &me) {
+            let held = match take_lock(state_dir, &request.run_id, &request.admin) {
                 Ok(held) => held,
-                Err(err) => {
-                    let reason = err.to_string();
-                    return send(&mut output, &Message::Refused(Refused { reason }));
-                }
+                Err(refused) => return send(&mut output, &Message::Refused(refused)),
             };
             let report = disk::answer(sys, state_dir, &request);
             drop(held);
@@ -371,18 +362,9 @@ pub fn serve(
         Some(_) => return Err(Error::NoPlan),
     };
     let started = Instant::now();
-    let me = lock::Holder {
-        run_id: plan.run_id.clone(),
-        admin: plan.admin.clone(),
-        pid: std::process::id(),
-        started: clock::rfc3339(SystemTime::now()),
-    };
-    let held = match lock::Lock::acquire(state_dir, &me) {
+    let held = match take_lock(state_dir, &plan.run_id, &plan.admin) {
         Ok(held) => held,
-        Err(err) => {
-            let reason = err.to_string();
-            return send(&mut output, &Message::Refused(Refused { reason }));
-        }
+        Err(refused) => return send(&mut output, &Message::Refused(refused)),
     };
     let mut warnings = Vec::new();
     if let Some(dead) = &held.stale {
@@ -425,6 +407,20 @@ pub fn serve(
     send(&mut output, &Message::Done(done))
 }
 
+/// Takes the host's lock for a run that changes it, or says why not (the
+/// refusal to send).
+fn take_lock(state_dir: &Path, run_id: &str, admin: &str) -> Result<lock::Lock, Refused> {
+    let me = lock::Holder {
+        run_id: run_id.to_owned(),
+        admin: admin.to_owned(),
+        pid: std::process::id(),
+        started: clock::rfc3339(SystemTime::now()),
+    };
+    lock::Lock::acquire(state_dir, &me).map_err(|err| Refused {
+        reason: err.to_string(),
+    })
+}
+
 /// An upgrade: a look needs no lock; the upgrade holds the host's lock,
 /// as a plan does.
 fn serve_upgrade(
@@ -437,18 +433,9 @@ fn serve_upgrade(
         let report = upgrade::answer(sys, state_dir, request);
         return send(output, &Message::Upgraded(report));
     }
-    let me = lock::Holder {
-        run_id: request.run_id.clone(),
-        admin: request.admin.clone(),
-        pid: std::process::id(),
-        started: clock::rfc3339(SystemTime::now()),
-    };
-    let held = match lock::Lock::acquire(state_dir, &me) {
+    let held = match take_lock(state_dir, &request.run_id, &request.admin) {
         Ok(held) => held,
-        Err(err) => {
-            let reason = err.to_string();
-            return send(output, &Message::Refused(Refused { reason }));
-        }
+        Err(refused) => return send(output, &Message::Refused(refused)),
     };
     log(&format!(
         "clou-agent {VERSION}: upgrade {} by {}",
@@ -475,21 +462,12 @@ fn serve_reboot(
     output: &mut impl Write,
 ) -> Result<(), Error> {
     let boot_id = upgrade::boot_id(sys);
-    let journal = journal::Journal::new(state_dir);
-    let line = serde_json::json!({
-        "time": clock::rfc3339(SystemTime::now()),
-        "run_id": request.run_id,
-        "admin": request.admin,
-        "event": "reboot",
-        "reason": request.reason,
-        "boot_id": boot_id,
-    });
-    if let Err(err) = journal.append_value(&line) {
-        log(&format!(
-            "cannot append to {}: {err}",
-            journal.path().display()
-        ));
-    }
+    journal::Journal::new(state_dir).event(
+        &request.run_id,
+        &request.admin,
+        "reboot",
+        serde_json::json!({ "reason": request.reason, "boot_id": boot_id }),
+    );
     send(
         output,
         &Message::Rebooting(clou_protocol::Rebooting { boot_id }),

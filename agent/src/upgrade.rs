@@ -118,21 +118,7 @@ fn upgrade(
     report: &mut UpgradeReport,
 ) -> Result<(), Error> {
     let mark = |event: &str, extra: serde_json::Value| {
-        let mut line = serde_json::json!({
-            "time": crate::clock::rfc3339(SystemTime::now()),
-            "run_id": request.run_id,
-            "admin": request.admin,
-            "event": event,
-        });
-        if let (Some(map), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
-            map.extend(more);
-        }
-        if let Err(err) = journal.append_value(&line) {
-            crate::log(&format!(
-                "cannot append to {}: {err}",
-                journal.path().display()
-            ));
-        }
+        journal.event(&request.run_id, &request.admin, event, extra);
     };
     // A dpkg run that was cut off (power, a lost session) leaves packages
     // half-configured, and apt refuses to go on until it is finished.
