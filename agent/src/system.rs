@@ -56,6 +56,28 @@ impl Cmd {
     }
 }
 
+/// A unit's last ten journal lines (`journalctl -u UNIT -n 10 -o cat`):
+/// what an admin reads first when a service fails. `Err` says why there
+/// are none.
+pub fn journal_tail(sys: &dyn System, unit: &str) -> Result<String, String> {
+    let cmd = Cmd::new([
+        "journalctl",
+        "-u",
+        unit,
+        "-n",
+        "10",
+        "--no-pager",
+        "-o",
+        "cat",
+    ])
+    .env("LC_ALL", "C");
+    match sys.run(&cmd) {
+        Ok(out) if out.success() => Ok(out.stdout_text().trim_end().to_owned()),
+        Ok(out) => Err(format!("journalctl failed: {}", out.tail())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// What a finished program left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {

@@ -10,7 +10,7 @@
 //! (`--force-confold`, as the package resource does). Each upgraded
 //! package is a journal line with its versions before and after.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -345,16 +345,6 @@ pub fn boot_id(sys: &dyn System) -> String {
     sys.read_text("/proc/sys/kernel/random/boot_id")
         .map(|t| t.trim().to_owned())
         .unwrap_or_default()
-}
-
-/// The request's approved versions from a look, for the tests and the
-/// controller alike: every upgrade at the version the look saw.
-pub fn approve_all(report: &UpgradeReport) -> BTreeMap<String, String> {
-    report
-        .upgrades
-        .iter()
-        .map(|u| (u.name.clone(), u.to.clone()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@
 //! The host keeps the replacement's state: running the command again after
 //! an interruption follows the replacement under way.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,7 +107,7 @@ async fn run(link: &mut Link, run_id: &str, opts: &Options) -> anyhow::Result<Ex
             );
             return Ok(ExitCode::from(crate::EXIT_HOSTS_FAILED));
         }
-        if !opts.yes && !confirm(&opts.disk)? {
+        if !opts.yes && !crate::process::confirm(&format!("replace {}?", opts.disk))? {
             println!("nothing was changed");
             return Ok(ExitCode::from(crate::EXIT_OK));
         }
@@ -182,19 +181,4 @@ fn show(look: &DiskReport, opts: &Options) {
             println!("  {command}");
         }
     }
-}
-
-fn confirm(disk: &str) -> anyhow::Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        anyhow::bail!(
-            "clou disk replace asks before it changes anything, and stdin is not a terminal\n  \
-             hint: pass --yes once you have read the plan above"
-        );
-    }
-    print!("replace {disk}? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "oui"))
 }

@@ -345,15 +345,15 @@ impl<'a> Planner<'a> {
             let mut data = Data::new(context.clone());
             for tenant in tenants {
                 data.set_item(Some(tenant.clone()));
-                let render = |field: &str, text: &str| -> Result<String, PlanError> {
-                    self.templates
-                        .render_str(&role.at(*line), text, &data)
-                        .map_err(|f| PlanError {
-                            where_: role.at(*line),
-                            host: host.name.clone(),
-                            what: format!("usage: in `{field}`: {}", f.what),
-                            hint: None,
-                        })
+                let render = |field: &str, text: &str| {
+                    self.render_role_field(
+                        role,
+                        *line,
+                        host,
+                        &format!("usage: in `{field}`"),
+                        text,
+                        &data,
+                    )
                 };
                 let users = match &usage.users {
                     None => None,
@@ -389,6 +389,27 @@ impl<'a> Planner<'a> {
         Ok(out)
     }
 
+    /// Renders a string of a role section (`usage:`, `checks:`) with
+    /// `data`; an error names the role file and line, and `what`.
+    fn render_role_field(
+        &self,
+        role: &crate::role::Role,
+        line: u64,
+        host: &Host,
+        what: &str,
+        text: &str,
+        data: &Data,
+    ) -> Result<String, PlanError> {
+        self.templates
+            .render_str(&role.at(line), text, data)
+            .map_err(|f| PlanError {
+                where_: role.at(line),
+                host: host.name.clone(),
+                what: format!("{what}: {}", f.what),
+                hint: None,
+            })
+    }
+
     /// The pages the host's roles serve (their `checks:`), for the health
     /// check: once per active tenant in an application, once otherwise.
     pub fn checks_of(
@@ -421,15 +442,15 @@ impl<'a> Planner<'a> {
             for item in items {
                 data.set_item(item);
                 for (check, line) in &role.checks {
-                    let render = |field: &str, text: &str| -> Result<String, PlanError> {
-                        self.templates
-                            .render_str(&role.at(*line), text, &data)
-                            .map_err(|f| PlanError {
-                                where_: role.at(*line),
-                                host: host.name.clone(),
-                                what: format!("checks: in `{field}`: {}", f.what),
-                                hint: None,
-                            })
+                    let render = |field: &str, text: &str| {
+                        self.render_role_field(
+                            role,
+                            *line,
+                            host,
+                            &format!("checks: in `{field}`"),
+                            text,
+                            &data,
+                        )
                     };
                     let url = render("http", &check.http)?;
                     if !(url.starts_with("http://") || url.starts_with("https://")) {

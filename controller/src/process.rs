@@ -95,6 +95,24 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Asks `question [y/N]` on the terminal; refuses (an error saying to pass
+/// `--yes`) when stdin is not one, so that nothing is done unasked.
+pub fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        anyhow::bail!(
+            "clou asks before it changes anything, and stdin is not a terminal\n  \
+             hint: pass --yes once you have read the plan above"
+        );
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "oui"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@
 //! upgrades (`/var/lib/clou/journal.jsonl`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -245,7 +245,14 @@ pub fn rollout_hosts(
             if failed == 1 { "it" } else { "them" },
         )
     });
-    if stopped.is_none() && !opts.yes && !confirm(to_roll.len(), batches.len())? {
+    let question = format!(
+        "upgrade {} host{} in {} batch{}?",
+        to_roll.len(),
+        if to_roll.len() == 1 { "" } else { "s" },
+        batches.len(),
+        if batches.len() == 1 { "" } else { "es" }
+    );
+    if stopped.is_none() && !opts.yes && !crate::process::confirm(&question)? {
         println!("nothing was changed");
         return Ok(None);
     }
@@ -538,15 +545,7 @@ fn print_look(outcomes: &[HostOutcome], batches: &[Vec<String>], opts: &Options)
                         look.upgrades.len(),
                         if look.upgrades.len() == 1 { "" } else { "s" }
                     );
-                    for u in &look.upgrades {
-                        println!(
-                            "{:width$}    {} {} -> {}",
-                            "",
-                            u.name,
-                            u.from.as_deref().unwrap_or("(new)"),
-                            u.to
-                        );
-                    }
+                    print_packages(&look.upgrades, width);
                 }
                 if !look.held_back.is_empty() {
                     println!("{:width$}    kept back: {}", "", look.held_back.join(", "));
@@ -601,17 +600,17 @@ fn print_look(outcomes: &[HostOutcome], batches: &[Vec<String>], opts: &Options)
     }
 }
 
-fn confirm(hosts: usize, batches: usize) -> anyhow::Result<bool> {
-    let stdin = std::io::stdin();
-    print!(
-        "upgrade {hosts} host{} in {batches} batch{}? [y/N] ",
-        if hosts == 1 { "" } else { "s" },
-        if batches == 1 { "" } else { "es" }
-    );
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "oui"))
+/// One line per package: `name from -> to`, under the host column.
+fn print_packages(upgrades: &[clou_protocol::PackageUpgrade], width: usize) {
+    for u in upgrades {
+        println!(
+            "{:width$}    {} {} -> {}",
+            "",
+            u.name,
+            u.from.as_deref().unwrap_or("(new)"),
+            u.to
+        );
+    }
 }
 
 fn print_summary(outcomes: &[HostOutcome], stopped: Option<&str>, elapsed: Duration) {
@@ -638,15 +637,7 @@ fn print_summary(outcomes: &[HostOutcome], stopped: Option<&str>, elapsed: Durat
             if o.rebooted { ", rebooted" } else { "" }
         );
         if let Some(done) = &o.done {
-            for u in &done.upgrades {
-                println!(
-                    "{:width$}    {} {} -> {}",
-                    "",
-                    u.name,
-                    u.from.as_deref().unwrap_or("(new)"),
-                    u.to
-                );
-            }
+            print_packages(&done.upgrades, width);
             for note in &done.notes {
                 println!("{:width$}    note: {note}", "");
             }

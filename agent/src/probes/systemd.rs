@@ -364,22 +364,11 @@ fn service_finding(ctx: &ProbeCtx<'_>, unit: &str) -> Finding {
     finding
 }
 
-/// The unit's last ten journal lines, if journalctl has any.
+/// The unit's last journal lines, if journalctl has any.
 fn last_log_lines(ctx: &ProbeCtx<'_>, unit: &str) -> Option<String> {
-    let cmd = Cmd::new([
-        "journalctl",
-        "-u",
-        unit,
-        "-n",
-        "10",
-        "--no-pager",
-        "-o",
-        "cat",
-    ])
-    .env("LC_ALL", "C");
-    let out = ctx.sys.run(&cmd).ok().filter(Output::success)?;
-    let text = out.stdout_text().trim_end().to_owned();
-    (!text.is_empty() && text != "-- No entries --").then_some(text)
+    crate::system::journal_tail(ctx.sys, unit)
+        .ok()
+        .filter(|text| !text.is_empty() && text != "-- No entries --")
 }
 
 fn describe_failure(out: &Output) -> String {

@@ -322,21 +322,7 @@ fn show(ctx: &Ctx<'_>, unit: &str) -> Result<Unit, Error> {
 
 /// Puts the unit's last journal lines into a failed command's error.
 fn with_journal(ctx: &Ctx<'_>, unit: &str, err: &mut Error) {
-    let journal = Cmd::new([
-        "journalctl",
-        "-u",
-        unit,
-        "-n",
-        "10",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]);
-    let lines = match ctx.run(&journal) {
-        Ok(out) if out.success() => out.stdout_text().trim_end().to_owned(),
-        Ok(out) => format!("(journalctl failed: {})", out.tail()),
-        Err(e) => format!("({e})"),
-    };
+    let lines = crate::system::journal_tail(ctx.sys, unit).unwrap_or_else(|why| format!("({why})"));
     if let Error::Command { tail, .. } = err {
         let mut text = String::new();
         if !tail.is_empty() {
