@@ -257,6 +257,19 @@ pub fn execute(
     plans: Vec<Plan>,
     opts: &Options,
 ) -> anyhow::Result<Vec<HostSummary>> {
+    execute_with(inventory, hosts, plans, opts, None)
+}
+
+/// Like [`execute`]; `first_contact` is how to log in to its host for the
+/// run (a new server's password), while the confirmation of sshd and
+/// firewall changes still goes through the inventory's way in (keys).
+pub fn execute_with(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    plans: Vec<Plan>,
+    opts: &Options,
+    first_contact: Option<Target>,
+) -> anyhow::Result<Vec<HostSummary>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -281,11 +294,15 @@ pub fn execute(
             let tx = tx.clone();
             let keys = keys.clone();
             let gate = gate.clone();
+            let login = first_contact
+                .clone()
+                .filter(|t| t.name == target.name)
+                .unwrap_or_else(|| target.clone());
             tokio::spawn(async move {
                 let Ok(_permit) = gate.acquire_owned().await else {
                     return;
                 };
-                let summary = converge_host(&target, keys, plan, timeout, &tx).await;
+                let summary = converge_host(&login, &target, keys, plan, timeout, &tx).await;
                 let _ = tx.send(Update::Finished(summary));
             });
         }
@@ -299,6 +316,7 @@ pub fn execute(
 }
 
 async fn converge_host(
+    login: &Target,
     target: &Target,
     keys: Arc<HostKeys>,
     plan: Plan,
@@ -315,7 +333,7 @@ async fn converge_host(
         host: target.name.clone(),
         total,
     });
-    let session = match ssh::connect(target, keys.clone()).await {
+    let session = match ssh::connect(login, keys.clone()).await {
         Ok(session) => session,
         Err(err) => {
             summary.unreachable = Some(err.to_string());

@@ -42,6 +42,11 @@ pub enum Command {
     /// Host keys.
     #[command(subcommand)]
     Hosts(HostsCommand),
+    /// Takes a new server in: checks its host key against the fingerprint
+    /// you got from the provider, logs in as root (with your key, or the
+    /// provider's password), applies the base role and --roles, then adds
+    /// the host to the inventory file (comments kept).
+    Onboard(OnboardArgs),
     /// Boots the lab replica of the fleet, converges every role twice (the
     /// second time changes nothing), then shows every host, the fleet's
     /// health and its usage table.
@@ -217,6 +222,45 @@ pub enum HostsCommand {
     /// Shows a host's key fingerprint, or records the key as trusted once
     /// you checked it (on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).
     Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OnboardArgs {
+    /// The inventory file the host is added to.
+    #[arg(
+        long,
+        short = 'i',
+        env = "CLOU_INVENTORY",
+        default_value = "inventory/girofle.yaml"
+    )]
+    pub inventory: PathBuf,
+    /// The host's inventory name (lowercase letters, digits, '-').
+    pub name: String,
+    /// Its IP address or DNS name.
+    #[arg(long)]
+    pub address: String,
+    /// The host key's fingerprint (SHA256:...) from the provider's mail or
+    /// the console. Without it, the key is shown and you are asked.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// Roles for the host besides what its groups give (base always).
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Inventory groups to put the host in.
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// Read root's password from the first line of stdin (when no key of
+    /// yours is accepted yet), instead of asking on the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Do not ask before changing the host (the host key is never taken
+    /// unasked: pass --fingerprint).
+    #[arg(long)]
+    pub yes: bool,
+    /// Seconds the sshd, firewall and root key changes wait for clou to
+    /// log in again with a key before the host puts them back.
+    #[arg(long, default_value_t = 30)]
+    pub confirm_timeout: u64,
 }
 
 #[derive(Debug, Args)]

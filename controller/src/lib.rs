@@ -42,6 +42,7 @@ pub mod disk;
 pub mod hosts;
 pub mod inventory;
 pub mod lab;
+pub mod onboard;
 pub mod plan;
 pub mod process;
 pub mod remote;
@@ -151,6 +152,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Hosts(cli::HostsCommand::Trust(args)) => {
             let path = inventory_path(&args.select, args.in_lab)?;
             hosts::trust(&path, &args.host, args.fingerprint.as_deref())
+        }
+        Command::Onboard(args) => {
+            let opts = onboard::Options {
+                name: args.name,
+                address: args.address,
+                fingerprint: args.fingerprint,
+                roles: args.roles,
+                groups: args.groups,
+                password_stdin: args.password_stdin,
+                yes: args.yes,
+                confirm_timeout: args.confirm_timeout,
+            };
+            onboard::run(&args.inventory, &opts)
         }
         Command::Demo(args) => demo::run(&args.select),
     }
@@ -296,6 +310,18 @@ fn print_status(lab: &Lab, json: bool) -> anyhow::Result<ExitCode> {
                 if r.running { "up" } else { "down" },
                 if r.ssh { "answers" } else { "-" }
             );
+        }
+        for r in &rows {
+            if let Some(password) = &r.spare_password {
+                println!(
+                    "{} is a spare, as a provider delivers it: root's password is in {}; \
+                     take it in with `clou onboard {} --address {}`",
+                    r.name,
+                    password.display(),
+                    r.name,
+                    r.address
+                );
+            }
         }
     }
     let all_up = rows.iter().all(|r| r.running && r.ssh);

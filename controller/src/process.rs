@@ -113,6 +113,47 @@ pub fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "oui"))
 }
 
+/// Reads a password: the first line of stdin when `from_stdin`, otherwise
+/// from the terminal with echo off. It is never an argument: those show
+/// in `ps` and in the shell's history.
+pub fn read_password(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::{BufRead, Write};
+    let mut line = String::new();
+    if from_stdin {
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+    } else {
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .context(
+                "no terminal to ask the password on\n  hint: pipe it in with --password-stdin",
+            )?;
+        let before = tcgetattr(&tty).context("cannot read the terminal's settings")?;
+        let mut quiet = before.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&tty, SetArg::TCSANOW, &quiet).context("cannot turn the echo off")?;
+        let mut out = &tty;
+        let asked = write!(out, "{prompt}")
+            .and_then(|()| out.flush())
+            .and_then(|()| std::io::BufReader::new(&tty).read_line(&mut line));
+        // The echo comes back whatever happened.
+        let _ = tcsetattr(&tty, SetArg::TCSANOW, &before);
+        let _ = writeln!(out);
+        asked.context("cannot read the password")?;
+    }
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!("the password is empty");
+    }
+    Ok(password)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

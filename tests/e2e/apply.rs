@@ -771,7 +771,7 @@ pub fn an_admin_leaves(lab: &TestLab, hosts: &[&str]) -> Result<(), Failed> {
 /// over a new connection and kept.
 fn an_sshd_change_that_shuts_clou_out_is_put_back_by_the_host() -> Result<(), Failed> {
     let lab = lab()?;
-    const DROP_IN: &str = "/etc/ssh/sshd_config.d/50-girofle.conf";
+    const DROP_IN: &str = "/etc/ssh/sshd_config.d/10-girofle.conf";
     lab.apply(&["--limit", "alpha"]).expect_code(0);
     let before = lab.ssh_ok("alpha", &format!("cat {DROP_IN}"));
 

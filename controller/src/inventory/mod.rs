@@ -239,6 +239,22 @@ impl Inventory {
                 ));
             }
         }
+        for (name, spare) in &raw.lab.spares {
+            if !is_valid_hostname(name) {
+                return Err(invalid(
+                    format!("lab.spares: {name:?} is not a host name"),
+                    "use lowercase letters, digits and '-'",
+                ));
+            }
+            if let Some(release) = &spare.release
+                && !RELEASES.contains(&release.as_str())
+            {
+                return Err(invalid(
+                    format!("lab.spares.{name}: unknown release {release:?}"),
+                    "use bullseye, bookworm or trixie",
+                ));
+            }
+        }
         let tenants = tenant::validate(path, raw.tenants, &host_names)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let roles_path = if raw.roles_path.is_empty() {

@@ -101,6 +101,11 @@ pub struct LabSettings {
     /// Per-host lab settings.
     #[serde(default)]
     pub hosts: BTreeMap<String, LabHost>,
+    /// Servers not in the inventory yet, booted as a provider delivers
+    /// them (root logs in with a password only), to rehearse
+    /// `clou onboard` on.
+    #[serde(default)]
+    pub spares: BTreeMap<String, LabSpare>,
     /// Vars that replace the inventory's in the lab only (self-signed
     /// certificates instead of ACME, a lab secret key...): above host
     /// vars, below `-e`.
@@ -116,6 +121,14 @@ pub struct LabHost {
     /// appear in the host as `/dev/vdb`, `/dev/vdc`, ...
     #[serde(default)]
     pub disks: Vec<String>,
+}
+
+/// A lab spare: a new server as its provider hands it over.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabSpare {
+    /// Its Debian release (default bookworm).
+    pub release: Option<String>,
 }
 
 /// A lab inventory overlay, written by `clou lab up`: the inventory at

@@ -30,7 +30,7 @@ const DISK_NAMES: &[&str] = &["vdb", "vdc", "vdd", "vde", "vdf", "vdg", "vdh", "
 pub fn prepare(
     host: &HostState,
     peers: &[(String, Ipv4Addr)],
-    lab_key_pub: &str,
+    lab_key_pub: Option<&str>,
 ) -> Result<(), LabError> {
     let root = host.rootfs();
     let write = |rel: &str, text: &str, mode: u32| -> Result<(), LabError> {
@@ -58,17 +58,25 @@ pub fn prepare(
     {
         write("etc/machine-id", &format!("{}\n", random_hex(16)?), 0o444)?;
     }
-    if !root.join("etc/ssh/ssh_host_ed25519_key").exists() {
+    let first_boot = !root.join("etc/ssh/ssh_host_ed25519_key").exists();
+    if first_boot {
         // ssh-keygen -A makes every key type sshd's defaults expect.
         process::run(Command::new("ssh-keygen").arg("-A").arg("-f").arg(&root))?;
     }
-    std::fs::create_dir_all(root.join("root/.ssh")).map_err(io_err("creating", &root))?;
-    std::fs::set_permissions(
-        root.join("root/.ssh"),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .map_err(io_err("chmod", &root))?;
-    write("root/.ssh/authorized_keys", lab_key_pub, 0o600)?;
+    match lab_key_pub {
+        Some(key) => {
+            std::fs::create_dir_all(root.join("root/.ssh")).map_err(io_err("creating", &root))?;
+            std::fs::set_permissions(
+                root.join("root/.ssh"),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .map_err(io_err("chmod", &root))?;
+            write("root/.ssh/authorized_keys", key, 0o600)?;
+        }
+        // Only once: after onboarding, the spare is what clou made it.
+        None if first_boot => deliver_as_a_provider_does(host)?,
+        None => {}
+    }
     write(
         "etc/apt/sources.list",
         &repo::source_line(&host.release),
@@ -84,6 +92,54 @@ pub fn prepare(
             0o644,
         )?;
     }
+    Ok(())
+}
+
+/// Makes a spare look like a rented server on delivery day: root logs in
+/// with a password (random, kept in the lab's directory for the admin to
+/// "receive"), as the providers' cloud-init drop-in allows, and no key.
+fn deliver_as_a_provider_does(host: &HostState) -> Result<(), LabError> {
+    let root = host.rootfs();
+    let password = random_hex(12)?;
+    let path = host.password_path();
+    std::fs::write(&path, format!("{password}\n")).map_err(io_err("writing", &path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("chmod", &path))?;
+    let mut chpasswd = Command::new("chpasswd");
+    chpasswd
+        .arg("--root")
+        .arg(&root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = chpasswd.spawn().map_err(io_err("running chpasswd for", &root))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(format!("root:{password}\n").as_bytes())
+            .map_err(io_err("writing to chpasswd for", &root))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(io_err("running chpasswd for", &root))?;
+    if !out.status.success() {
+        return Err(LabError::Several(format!(
+            "chpasswd --root {} failed: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let dropin = root.join("etc/ssh/sshd_config.d/50-cloud-init.conf");
+    if let Some(parent) = dropin.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    }
+    std::fs::write(
+        &dropin,
+        "# As a provider's cloud-init leaves it: root logs in with the password\n\
+         # sent by mail, until the new owner hardens the server.\n\
+         PasswordAuthentication yes\nPermitRootLogin yes\n",
+    )
+    .map_err(io_err("writing", &dropin))?;
     Ok(())
 }
 

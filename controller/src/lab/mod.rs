@@ -130,6 +130,8 @@ pub struct HostStatus {
     pub address: Ipv4Addr,
     pub running: bool,
     pub ssh: bool,
+    /// A spare, waiting to be onboarded: its root password's file.
+    pub spare_password: Option<PathBuf>,
 }
 
 /// A lab, by name, under a root directory.
@@ -263,7 +265,24 @@ impl Lab {
         let mirror = mirror::find()?;
         let release_of =
             |h: &crate::inventory::Host| opts.release.clone().unwrap_or_else(|| h.release.clone());
-        let releases: BTreeSet<String> = inventory.hosts.iter().map(release_of).collect();
+        let spare_release = |name: &str| {
+            opts.release.clone().unwrap_or_else(|| {
+                inventory.lab.spares[name]
+                    .release
+                    .clone()
+                    .unwrap_or_else(|| crate::inventory::DEFAULT_RELEASE.to_owned())
+            })
+        };
+        for name in inventory.lab.spares.keys() {
+            if inventory.host(name).is_some() {
+                return Err(LabError::Several(format!(
+                    "lab.spares: {name} is a host of the inventory already\n  \
+                     hint: a spare stands for a server not yet onboarded: give it another name"
+                )));
+            }
+        }
+        let mut releases: BTreeSet<String> = inventory.hosts.iter().map(release_of).collect();
+        releases.extend(inventory.lab.spares.keys().map(|n| spare_release(n)));
         let images: BTreeMap<String, PathBuf> =
             parallel(releases.iter().cloned().collect(), |release| {
                 image::ensure(&self.root, &release, &mirror).map(|p| (release, p))
@@ -319,8 +338,19 @@ impl Lab {
             used.extend(prev.hosts.iter().map(|h| h.address));
         }
         let mut next_index = 0;
-        for (index, h) in inventory.hosts.iter().enumerate() {
-            let prev = previous.as_ref().and_then(|p| p.host(&h.name));
+        let wanted = inventory
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), release_of(h), false))
+            .chain(
+                inventory
+                    .lab
+                    .spares
+                    .keys()
+                    .map(|name| (name.clone(), spare_release(name), true)),
+            );
+        for (index, (name, wanted_release, spare)) in wanted.enumerate() {
+            let prev = previous.as_ref().and_then(|p| p.host(&name));
             let address = match prev {
                 Some(p) => p.address,
                 None => loop {
@@ -333,24 +363,25 @@ impl Lab {
             };
             let release = prev
                 .map(|p| p.release.clone())
-                .unwrap_or_else(|| release_of(h));
+                .unwrap_or(wanted_release);
             let image = match prev {
                 Some(p) if p.image.is_dir() => p.image.clone(),
                 _ => images[&release].clone(),
             };
             hosts.push(HostState {
-                name: h.name.clone(),
                 release,
                 address,
                 image,
-                dir: self.dir().join("hosts").join(&h.name),
-                netns: format!("clou-{}-{}", self.name, h.name),
+                dir: self.dir().join("hosts").join(&name),
+                netns: format!("clou-{}-{}", self.name, name),
                 veth: format!("clv{}{index:03}", self.tag()),
-                cgroups: host::cgroup_dirs(&self.name, &h.name),
+                cgroups: host::cgroup_dirs(&self.name, &name),
                 disks: Vec::new(),
                 pid: prev
                     .and_then(|p| p.pid)
-                    .filter(|p| host::is_running(*p, &h.name)),
+                    .filter(|p| host::is_running(*p, &name)),
+                spare,
+                name,
             });
         }
         let peers: Vec<(String, Ipv4Addr)> =
@@ -374,7 +405,7 @@ impl Lab {
                 if h.pid.is_none() {
                     let ov = overlay::Overlay::new(&h.image, &h.dir);
                     ov.mount()?;
-                    host::prepare(&h, &peers, &key_pub)?;
+                    host::prepare(&h, &peers, (!h.spare).then_some(key_pub.as_str()))?;
                     net::ensure_host_link(&h.netns, &h.veth, &bridge, h.address)?;
                     h.pid = Some(host::boot(&h, &repo_dir)?);
                 }
@@ -416,7 +447,14 @@ impl Lab {
             )));
         }
         self.write_known_hosts(&state)?;
-        self.write_inventory_overlay(&state, &artifacts::vars(&artifacts))?;
+        let mut vars = artifacts::vars(&artifacts);
+        // The base role lets this key in as root beside the admins' keys:
+        // it is how clou reaches the replicas.
+        vars.insert(
+            "lab_key".into(),
+            serde_json::Value::String(key_pub.trim().to_owned()),
+        );
+        self.write_inventory_overlay(&state, &vars)?;
         self.wait_for_ssh(&state, opts.timeout)?;
         Ok(state)
     }
@@ -464,7 +502,8 @@ impl Lab {
 
     fn write_known_hosts(&self, state: &LabState) -> Result<(), LabError> {
         let mut text = String::new();
-        for h in &state.hosts {
+        // A spare's key is not known: onboarding checks and records it.
+        for h in state.hosts.iter().filter(|h| !h.spare) {
             for key in host::host_keys(h)? {
                 text.push_str(&format!("{},{} {key}\n", h.name, h.address));
             }
@@ -498,9 +537,17 @@ impl Lab {
         let results = parallel(state.hosts.clone(), |h| {
             let mut last = String::new();
             while Instant::now() < deadline {
-                match process::run(self.ssh_command(h.address).arg("true")) {
-                    Ok(_) => return Ok(Ok(())),
-                    Err(err) => last = err.detail,
+                // A spare has no lab key: its banner is all there is to see.
+                if h.spare {
+                    if ssh_banner(h.address) {
+                        return Ok(Ok(()));
+                    }
+                    last = "no SSH banner".into();
+                } else {
+                    match process::run(self.ssh_command(h.address).arg("true")) {
+                        Ok(_) => return Ok(Ok(())),
+                        Err(err) => last = err.detail,
+                    }
                 }
                 if !h.is_running() {
                     return Ok(Err((h.name.clone(), "its container stopped".to_owned())));
@@ -595,6 +642,7 @@ impl Lab {
             let running = h.is_running();
             let ssh = running && ssh_banner(h.address);
             Ok(HostStatus {
+                spare_password: h.spare.then(|| h.password_path()),
                 name: h.name,
                 release: h.release,
                 address: h.address,
@@ -634,14 +682,16 @@ fn overlay_text(
         known_hosts.display(),
         key.display()
     );
-    for h in &state.hosts {
+    for h in state.hosts.iter().filter(|h| !h.spare) {
         text.push_str(&format!(
             "  {}: {{address: {}, port: 22, user: root}}\n",
             h.name, h.address
         ));
     }
     if !vars.is_empty() {
-        text.push_str("# The lab's stand-in application releases (never production's).\nvars:\n");
+        text.push_str(
+            "# The lab's own key and its stand-in application releases (never production's).\nvars:\n",
+        );
         for (name, value) in vars {
             // JSON is valid YAML: strings come out quoted and escaped.
             text.push_str(&format!("  {name}: {value}\n"));
@@ -778,6 +828,7 @@ mod tests {
                 cgroups: Vec::new(),
                 disks: Vec::new(),
                 pid: None,
+                spare: false,
             }],
         };
         let artifact = artifacts::Artifact {

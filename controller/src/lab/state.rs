@@ -37,11 +37,20 @@ pub struct HostState {
     pub disks: Vec<DiskState>,
     /// PID of the systemd-nspawn process, while it runs.
     pub pid: Option<u32>,
+    /// A spare (`lab: spares:`): not in the inventory, root logs in with
+    /// a password only, until `clou onboard` takes it in.
+    #[serde(default)]
+    pub spare: bool,
 }
 
 impl HostState {
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
+    }
+
+    /// Where a spare's root password is kept (mode 0600).
+    pub fn password_path(&self) -> PathBuf {
+        self.dir.join("root-password")
     }
 
     /// Whether the host's systemd-nspawn still runs.

@@ -43,6 +43,25 @@ pub struct Target {
     pub use_agent: bool,
     /// Hosts to jump through, first hop first.
     pub jumps: Vec<Target>,
+    /// A password to log in with when no key is accepted: only a new
+    /// server's first contact (`clou onboard`) has one.
+    pub password: Option<Password>,
+}
+
+/// A login password. It is never shown: not in `Debug`, logs nor errors.
+#[derive(Clone)]
+pub struct Password(Arc<String>);
+
+impl Password {
+    pub fn new(text: String) -> Password {
+        Password(Arc::new(text))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(hidden)")
+    }
 }
 
 impl Target {
@@ -61,6 +80,7 @@ impl Target {
                 identities: vec![identity.clone()],
                 use_agent: false,
                 jumps: Vec::new(),
+                password: None,
             };
         }
         let local_user = std::env::var("USER").unwrap_or_else(|_| "root".into());
@@ -100,6 +120,7 @@ impl Target {
                     identities: identities.clone(),
                     use_agent: true,
                     jumps: Vec::new(),
+                    password: None,
                 }
             })
             .collect();
@@ -113,6 +134,7 @@ impl Target {
             identities,
             use_agent: true,
             jumps,
+            password: None,
         }
     }
 }
@@ -149,7 +171,7 @@ pub enum ConnectError {
         recorded: String,
     },
     #[error(
-        "cannot log in to {address} as {user}: no key was accepted (tried {tried})\n  \
+        "cannot log in to {address} as {user}: nothing was accepted (tried {tried})\n  \
          hint: add your public key to ~{user}/.ssh/authorized_keys there, or load it in ssh-agent"
     )]
     Auth {
@@ -417,6 +439,16 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
                 Ok(_) => {}
                 Err(err) => tracing::debug!("{}: agent key refused: {err}", target.name),
             }
+        }
+    }
+    if let Some(password) = &target.password {
+        tried.push("a password".into());
+        let result = handle
+            .authenticate_password(target.user.clone(), password.0.as_str())
+            .await
+            .map_err(ssh_err)?;
+        if result.success() {
+            return Ok(());
         }
     }
     Err(ConnectError::Auth {
