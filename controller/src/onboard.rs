@@ -77,12 +77,7 @@ pub fn run(inventory_path: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
     }
     drop(draft);
     let draft = Draft::new(inventory_path, &text, opts, Some(&release))?;
-    let resources: usize = draft
-        .plan
-        .roles
-        .iter()
-        .map(|r| r.resources.len())
-        .sum();
+    let resources: usize = draft.plan.roles.iter().map(|r| r.resources.len()).sum();
     let roles: Vec<&str> = draft.plan.roles.iter().map(|r| r.name.as_str()).collect();
     println!(
         "{} ({}, Debian {}): roles {} ({resources} resources), logging in with {}",

@@ -203,13 +203,21 @@ fn status_lists_every_host_up() -> Result<(), Failed> {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    assert_eq!(rows.len(), 3, "{out}");
+    // The three hosts, then the spare (root's password in the lab's files).
+    assert_eq!(rows.len(), 4, "{out}");
     for ((host, release), row) in RELEASES.iter().zip(&rows) {
         assert_eq!(row["name"], *host);
         assert_eq!(row["release"], *release);
         assert_eq!(row["running"], true);
         assert_eq!(row["ssh"], true);
+        assert_eq!(row["spare_password"], serde_json::Value::Null);
     }
+    assert_eq!(rows[3]["name"], "delta");
+    assert_eq!(rows[3]["ssh"], true);
+    let password = rows[3]["spare_password"].as_str().unwrap_or_default();
+    let mode = std::fs::metadata(password).map_err(|e| format!("{password}: {e}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
     Ok(())
 }
 

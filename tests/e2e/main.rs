@@ -21,6 +21,8 @@ mod fleet;
 mod health;
 /// `clou lab`: booting the replica, reaching its hosts, tearing it down.
 mod lab;
+/// `clou onboard`: the lab's spare taken in.
+mod onboard;
 /// `clou upgrade`: package upgrades in gated batches, reboots.
 mod upgrade;
 /// `clou usage`: the usage table and its dated snapshots.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
     tests.extend_from_slice(disk::TESTS);
     tests.extend_from_slice(usage::TESTS);
     tests.extend_from_slice(upgrade::TESTS);
+    tests.extend_from_slice(onboard::TESTS);
     tests.extend_from_slice(lab::LAST);
     // The fleet's own lab, once the three-release one is down.
     tests.extend(fleet::tests());

@@ -89,6 +89,13 @@ pub fn clou_binary() -> Result<PathBuf, String> {
         .ok_or_else(|| "cargo built clou but did not say where".to_owned())
 }
 
+/// The script behind [`TestLab::listing`], for hosts reached otherwise.
+pub const LISTING: &str = r#"set -e
+find /etc /usr /opt /srv /home /root /var/lib -xdev \( -path /var/lib/clou -o -path /var/lib/systemd -o -path /var/lib/apt/lists -o -path /var/lib/dpkg/triggers -o -path /var/lib/private \) -prune -o -printf '%p %m %u %g %y %l\n' | sort
+find /etc /usr /opt /srv /home /root -xdev -type f -print0 | sort -z | xargs -0 sha256sum
+systemctl list-units --type=service --state=active --no-legend --plain | awk '{print $1}' | sort
+systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"#;
+
 /// A lab booted for the tests.
 #[derive(Debug)]
 pub struct TestLab {
@@ -161,14 +168,7 @@ impl TestLab {
     /// host did not change. clou's own state (/var/lib/clou) and what a
     /// running system changes by itself (logs, timers' stamps) are left out.
     pub fn listing(&self, host: &str) -> String {
-        self.ssh_ok(
-            host,
-            r#"set -e
-find /etc /usr /opt /srv /home /root /var/lib -xdev \( -path /var/lib/clou -o -path /var/lib/systemd -o -path /var/lib/apt/lists -o -path /var/lib/dpkg/triggers -o -path /var/lib/private \) -prune -o -printf '%p %m %u %g %y %l\n' | sort
-find /etc /usr /opt /srv /home /root -xdev -type f -print0 | sort -z | xargs -0 sha256sum
-systemctl list-units --type=service --state=active --no-legend --plain | awk '{print $1}' | sort
-systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"#,
-        )
+        self.ssh_ok(host, LISTING)
     }
 
     /// Writes, under `dir`, a production-like copy of this lab's inventory:
@@ -194,6 +194,15 @@ systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"
                     workspace.join("roles").display()
                 ),
             );
+        // clou's key in this copy is the lab's: root must keep taking it
+        // (production's is one of the admins').
+        let lab_key =
+            std::fs::read_to_string(self.lab.dir().join("ssh/id_ed25519.pub")).map_err(io)?;
+        text = text.replacen(
+            "\nvars:\n",
+            &format!("\nvars:\n  root_keys: [\"{}\"]\n", lab_key.trim()),
+            1,
+        );
         let state = self.state()?;
         let production =
             clou::inventory::Inventory::load(&self.inventory).map_err(|e| e.to_string())?;
@@ -279,7 +288,13 @@ systemctl list-unit-files --state=enabled --no-legend | awk '{print $1}' | sort"
             .state()
             .ok()
             .flatten()
-            .map(|s| s.hosts.into_iter().map(|h| h.name).collect())
+            .map(|s| {
+                s.hosts
+                    .into_iter()
+                    .filter(|h| !h.spare)
+                    .map(|h| h.name)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

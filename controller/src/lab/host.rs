@@ -112,7 +112,9 @@ fn deliver_as_a_provider_does(host: &HostState) -> Result<(), LabError> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = chpasswd.spawn().map_err(io_err("running chpasswd for", &root))?;
+    let mut child = chpasswd
+        .spawn()
+        .map_err(io_err("running chpasswd for", &root))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         stdin

@@ -361,9 +361,7 @@ impl Lab {
                     }
                 },
             };
-            let release = prev
-                .map(|p| p.release.clone())
-                .unwrap_or(wanted_release);
+            let release = prev.map(|p| p.release.clone()).unwrap_or(wanted_release);
             let image = match prev {
                 Some(p) if p.image.is_dir() => p.image.clone(),
                 _ => images[&release].clone(),
