@@ -372,7 +372,7 @@ async fn converge_host(
                 pending.files.join(", ")
             ),
         });
-        if let Err(why) = confirm(target, keys, &pending).await {
+        if let Err(why) = confirm(target, login, keys, &pending).await {
             summary.aborted = Some(why);
         }
     }
@@ -382,9 +382,11 @@ async fn converge_host(
 
 /// Opens a new connection and confirms the changes that could lock the
 /// admins out; when none can be opened, waits for the host to revert them
-/// and says whether it answers again.
+/// and says whether it answers again (the way clou came in, `login`:
+/// the previous configuration let that in).
 async fn confirm(
     target: &Target,
+    login: &Target,
     keys: Arc<HostKeys>,
     pending: &clou_protocol::PendingConfirm,
 ) -> Result<(), String> {
@@ -428,7 +430,7 @@ async fn confirm(
     // The host puts the old files back when its timer fires: wait for it,
     // then see whether it answers again.
     tokio::time::sleep(Duration::from_secs(pending.secs + 5)).await;
-    let back = ssh::connect(target, keys).await;
+    let back = ssh::connect(login, keys).await;
     let after = match back {
         Ok(session) => {
             session.close().await;

@@ -132,6 +132,23 @@ pub fn run(inventory_path: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
         login,
     )?;
     if !summaries.iter().all(apply::HostSummary::converged) {
+        let reverted = summaries
+            .iter()
+            .any(|s| s.aborted.as_deref().is_some_and(|a| a.contains("reverted")));
+        if reverted {
+            eprintln!(
+                "hint: root's new keys are the active admins' (`admins:` in {}) and `root_keys`: \
+                 clou logs in with yours ({}), so it must be one of them",
+                inventory_path.display(),
+                target
+                    .identities
+                    .iter()
+                    .filter(|p| p.exists())
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         eprintln!(
             "{} is not onboarded: {} is unchanged. Once the cause above is fixed, run the \
              same `clou onboard` again: it goes on from where the host is",

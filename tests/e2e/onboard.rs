@@ -61,9 +61,14 @@ impl Admin {
 
     /// `clou ARGS --inventory COPY` from the admin's home, `stdin` piped in.
     fn clou(&self, args: &[&str], stdin: &str) -> Result<Output, Failed> {
+        self.clou_from(&self.home, args, stdin)
+    }
+
+    /// The same from another home (another key).
+    fn clou_from(&self, home: &Path, args: &[&str], stdin: &str) -> Result<Output, Failed> {
         let lab = lab()?;
         let mut child = Command::new(&lab.clou)
-            .env("HOME", &self.home)
+            .env("HOME", home)
             .env_remove("SSH_AUTH_SOCK")
             .args(args)
             .arg("--inventory")
@@ -201,7 +206,52 @@ fn a_new_server_is_taken_in_with_its_password_then_only_keys_log_in() -> Result<
     assert_eq!(std::fs::read_to_string(&admin.inventory)?, original);
     assert_eq!(std::fs::read_to_string(admin.known_hosts())?, known_before);
 
-    // With the console's fingerprint and the provider's password.
+    // Someone whose key is no admin's: root's new keys would shut clou
+    // out, so the host puts the previous sshd, firewall and keys back by
+    // itself; the password still works and the inventory is unchanged.
+    let stranger = admin.home.with_file_name("stranger");
+    std::fs::create_dir_all(stranger.join(".ssh"))?;
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(stranger.join(".ssh/id_ed25519"))
+        .status()?;
+    assert!(made.success(), "ssh-keygen failed");
+    let out = admin.clou_from(
+        &stranger,
+        &[
+            "onboard",
+            SPARE,
+            "--address",
+            &address,
+            "--fingerprint",
+            &fingerprint,
+            "--password-stdin",
+            "--yes",
+            "--confirm-timeout",
+            "6",
+        ],
+        &password,
+    )?;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("was reverted"), "{said}");
+    assert!(said.contains("the host answers again"), "{said}");
+    assert!(said.contains("must be one of them"), "{said}");
+    assert_eq!(std::fs::read_to_string(&admin.inventory)?, original);
+    let offered = admin.ssh(
+        "root",
+        &address,
+        &["-v", "-o", "PreferredAuthentications=none"],
+        "true",
+    );
+    let offered = String::from_utf8_lossy(&offered.stderr);
+    assert!(
+        offered.contains("Authentications that can continue: publickey,password"),
+        "{offered}"
+    );
+
+    // With the console's fingerprint and the provider's password: it goes
+    // on from where the host is.
     let onboard = [
         "onboard",
         SPARE,
