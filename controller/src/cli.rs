@@ -97,10 +97,11 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DiskCommand {
-    /// Replaces a disk of a btrfs RAID1 with a new blank one, while the
-    /// filesystem stays mounted: shows the disk and the commands, asks,
-    /// copies with a progress bar, verifies. Run it again to follow a
-    /// replacement that was interrupted.
+    /// Replaces a disk of a btrfs RAID1 (while mounted) or of mdadm arrays
+    /// (out of its arrays, swapped, partitioned like its twin, back in,
+    /// boot loader) with a new blank one: shows the disk and the commands,
+    /// asks, follows the copy with a progress bar, verifies. Run it again
+    /// to follow a replacement that was interrupted.
     Replace(DiskReplaceArgs),
 }
 
@@ -112,7 +113,8 @@ pub struct DiskReplaceArgs {
     pub host: String,
     /// The disk to take out (`/dev/sdb`).
     pub disk: String,
-    /// The new disk, blank and at least as large (`/dev/sdc`).
+    /// The new disk, blank and at least as large (`/dev/sdc`). mdadm: by
+    /// default the disk put in the old one's place, under its name.
     #[arg(long)]
     pub new: Option<String>,
     /// Do not ask: the plan shown is approved.

@@ -1,6 +1,7 @@
-//! `clou disk replace HOST DISK --new NEW`: replaces a disk of a btrfs
-//! RAID1 with a new one, on a running host.
+//! `clou disk replace HOST DISK [--new NEW]`: replaces a disk of a btrfs
+//! RAID1 or of mdadm arrays with a new one, on a running host.
 //!
+//! btrfs, while mounted:
 //! 1. **Look**: the disk's identity (model, serial, capacity, by-id path:
 //!    what the provider needs to pull the right one), what uses it, and
 //!    whether the rest holds a copy of everything on it; the new disk must
@@ -10,6 +11,13 @@
 //!    while the filesystem stays mounted, followed with a progress bar.
 //! 4. **Verify**: the new disk in, the old one out, the whole capacity used,
 //!    every error counter at 0.
+//!
+//!
+//! mdadm (see the agent's `disk::mdadm`): the disk's members failed and
+//! removed, then clou waits while the disk is swapped (by default the new
+//! one takes the old one's name), copies the healthy disk's partition
+//! table, adds the members back, installs the boot loader, follows the
+//! resync with its ETA and verifies each array.
 //!
 //! The host keeps the replacement's state: running the command again after
 //! an interruption follows the replacement under way.
@@ -96,7 +104,8 @@ async fn run(link: &mut Link, run_id: &str, opts: &Options) -> anyhow::Result<Ex
             println!("REFUSED: {why}\nnothing was changed");
             return Ok(ExitCode::from(crate::EXIT_HOSTS_FAILED));
         }
-        if opts.new.is_none() {
+        let mdadm = look.uses.iter().any(|u| u.kind == "mdadm");
+        if opts.new.is_none() && !mdadm {
             println!(
                 "give the new disk with --new /dev/... (blank: no partition table, no filesystem; \
                  at least {}); nothing was changed",
@@ -116,22 +125,46 @@ async fn run(link: &mut Link, run_id: &str, opts: &Options) -> anyhow::Result<Ex
             println!("FAILED to start: {error}");
             return Ok(ExitCode::from(crate::EXIT_HOSTS_FAILED));
         }
+        if let Some(waiting) = &started.waiting {
+            println!("{waiting}");
+        }
     } else {
         println!("following the replacement under way");
     }
     let bar = ProgressBar::new(1000);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} copying {bar:40} {percent:>3}%  eta {eta}")
+        ProgressStyle::with_template("{spinner} copying {bar:40} {percent:>3}%  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut said = None;
     loop {
         let report = ask(link, run_id, opts, DiskStep::Progress).await?;
         if let Some(error) = &report.error {
             bar.abandon();
             println!("FAILED: {error}");
+            println!(
+                "the state is kept on {}: run the same command again once fixed",
+                opts.host
+            );
             return Ok(ExitCode::from(crate::EXIT_HOSTS_FAILED));
         }
+        // Waiting for the swap: say it once, then again only if it changes
+        // (the old disk pulled, the new one not blank yet...).
+        if let Some(waiting) = &report.waiting {
+            if said.as_ref() != Some(waiting) {
+                bar.println(format!("waiting: {waiting}"));
+                said = Some(waiting.clone());
+            }
+            bar.set_message("waiting for the new disk (Ctrl-C and run again later: it goes on)");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
         bar.set_position((report.percent.unwrap_or(0.0) * 10.0) as u64);
+        bar.set_message(match &report.eta {
+            Some(eta) => format!("the kernel expects {eta}"),
+            None => String::new(),
+        });
         if report.finished {
             bar.finish_and_clear();
             println!(
@@ -143,7 +176,9 @@ async fn run(link: &mut Link, run_id: &str, opts: &Options) -> anyhow::Result<Ex
             for line in &report.verified {
                 println!("  {line}");
             }
-            println!("{} can now be taken out of the server", opts.disk);
+            if !report.uses.iter().any(|u| u.kind == "mdadm") {
+                println!("{} can now be taken out of the server", opts.disk);
+            }
             return Ok(ExitCode::from(crate::EXIT_OK));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -29,7 +29,8 @@ pub struct DiskRequest {
     pub admin: String,
     /// The disk to take out (`/dev/sdb`).
     pub disk: String,
-    /// The disk to put in its place.
+    /// The disk to put in its place (mdadm: by default where the old one
+    /// was, once the provider has swapped it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<String>,
     pub step: DiskStep,
@@ -75,6 +76,14 @@ pub struct DiskReport {
     /// Percent copied so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
+    /// When the copy should end, as the kernel estimates it (mdadm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
+    /// What the replacement waits for, in words: the new disk to appear
+    /// (mdadm: the old one is out of its arrays, the server's disk is
+    /// being swapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// Copied, verified and finished.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,

@@ -9,8 +9,8 @@
 //! under way instead of starting another. btrfs itself resumes a replace
 //! interrupted by a reboot of the host when the filesystem is mounted.
 //!
-//! mdadm arrays are not replaced here yet: a disk in one is refused with a
-//! message saying so.
+//! A disk in mdadm arrays is replaced by [`mdadm`]: out of its arrays,
+//! swapped, partitioned like its twin, back in, resynced, verified.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +18,8 @@ use std::time::SystemTime;
 
 use clou_protocol::{DiskReport, DiskRequest, DiskStep, DiskUse};
 use serde::{Deserialize, Serialize};
+
+mod mdadm;
 
 use crate::journal::Journal;
 use crate::probes::btrfs::{self, FsShow};
@@ -29,7 +31,24 @@ const STATE: &str = "disk-replace.json";
 /// Profiles that keep two copies or more (or parity) of every block.
 const REDUNDANT: &[&str] = &["raid1", "raid1c3", "raid1c4", "raid10", "raid5", "raid6"];
 
-/// A replacement under way.
+/// What is under way, kept on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum State {
+    Btrfs(Underway),
+    Mdadm(mdadm::Underway),
+}
+
+impl State {
+    fn disk(&self) -> &str {
+        match self {
+            State::Btrfs(u) => &u.disk,
+            State::Mdadm(u) => &u.disk,
+        }
+    }
+}
+
+/// A btrfs replacement under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Underway {
     run_id: String,
@@ -40,10 +59,23 @@ struct Underway {
     started: String,
 }
 
+/// Where the kernel says which md arrays there are.
+const MDSTAT: &str = "/proc/mdstat";
+
 /// Answers one step.
 pub fn answer(sys: &dyn System, state_dir: &Path, request: &DiskRequest) -> DiskReport {
+    answer_with(sys, state_dir, Path::new(MDSTAT), request)
+}
+
+/// [`answer`], with /proc/mdstat read from `mdstat` (tests).
+fn answer_with(
+    sys: &dyn System,
+    state_dir: &Path,
+    mdstat: &Path,
+    request: &DiskRequest,
+) -> DiskReport {
     let mut report = DiskReport::default();
-    if let Err(why) = step(sys, state_dir, request, &mut report) {
+    if let Err(why) = step(sys, state_dir, mdstat, request, &mut report) {
         report.error = Some(why);
     }
     report
@@ -52,10 +84,22 @@ pub fn answer(sys: &dyn System, state_dir: &Path, request: &DiskRequest) -> Disk
 fn step(
     sys: &dyn System,
     state_dir: &Path,
+    mdstat: &Path,
     request: &DiskRequest,
     report: &mut DiskReport,
 ) -> Result<(), String> {
-    let underway = load(state_dir).filter(|u| u.disk == request.disk);
+    let state = load(state_dir).filter(|u| u.disk() == request.disk);
+    if let Some(State::Mdadm(u)) = state {
+        return mdadm::follow(sys, state_dir, mdstat, request, u, report);
+    }
+    let underway = match state {
+        Some(State::Btrfs(u)) => Some(u),
+        _ => None,
+    };
+    if underway.is_none() && md_member(sys, mdstat, &request.disk).is_some() {
+        identify(sys, &request.disk, report)?;
+        return mdadm::begin(sys, state_dir, mdstat, request, report);
+    }
     if let Some(u) = &underway {
         report.under_way = Some(format!(
             "{} -> {} in {}, started {} by {}",
@@ -84,7 +128,7 @@ fn step(
                 mount: fs.name.clone(),
                 started: crate::clock::rfc3339(SystemTime::now()),
             };
-            save(sys, state_dir, Some(&u))?;
+            save(sys, state_dir, Some(&State::Btrfs(u.clone())))?;
             run_ok(sys, &start)?;
             mark(state_dir, &u, "disk replace: started", &start.display());
             report.under_way = Some(format!("{} -> {} in {}", u.disk, u.new, u.mount));
@@ -99,15 +143,15 @@ fn step(
     }
 }
 
-/// Identity, uses, redundancy and the new disk's fitness.
-fn look(sys: &dyn System, request: &DiskRequest, report: &mut DiskReport) -> Result<(), String> {
-    let disk = &request.disk;
+/// The disk's size and what tells it apart (model, serial, by-id path),
+/// into the report.
+fn identify(sys: &dyn System, disk: &str, report: &mut DiskReport) -> Result<u64, String> {
     let size = block_size(sys, disk).ok_or_else(|| {
         format!("{disk} is not a block device on this host (`blockdev --getsize64` failed)")
     })?;
     let disks = Disks::read(sys);
     let identity = disks.identity(disk);
-    report.identity.insert("device".into(), disk.clone());
+    report.identity.insert("device".into(), disk.to_owned());
     report.identity.insert("capacity".into(), human_size(size));
     for (key, value) in [
         ("model", identity.model),
@@ -118,18 +162,15 @@ fn look(sys: &dyn System, request: &DiskRequest, report: &mut DiskReport) -> Res
             report.identity.insert(key.into(), value);
         }
     }
+    Ok(size)
+}
+
+/// Identity, uses, redundancy and the new disk's fitness.
+fn look(sys: &dyn System, request: &DiskRequest, report: &mut DiskReport) -> Result<(), String> {
+    let disk = &request.disk;
+    let size = identify(sys, disk, report)?;
     report.uses = btrfs_uses(sys, disk)?;
-    let md = md_member(sys, disk);
-    if let Some(array) = &md {
-        report.uses.push(DiskUse {
-            kind: "mdadm".into(),
-            name: array.clone(),
-            layout: String::new(),
-            devices: vec![],
-            redundant: false,
-        });
-    }
-    report.refusal = refusal(disk, &report.uses, md.as_deref());
+    report.refusal = refusal(disk, &report.uses);
     if let Some(new) = &request.new
         && report.refusal.is_none()
     {
@@ -145,14 +186,7 @@ fn look(sys: &dyn System, request: &DiskRequest, report: &mut DiskReport) -> Res
 }
 
 /// Why the disk cannot be replaced, if it cannot.
-fn refusal(disk: &str, uses: &[DiskUse], md: Option<&str>) -> Option<String> {
-    if let Some(array) = md {
-        return Some(format!(
-            "{disk} is a member of the mdadm array {array}: clou disk replace does not replace \
-             mdadm members yet; follow the provider's procedure (mdadm --fail, --remove, \
-             sgdisk, --add)"
-        ));
-    }
+fn refusal(disk: &str, uses: &[DiskUse]) -> Option<String> {
     match uses {
         [] => Some(format!(
             "no mounted btrfs filesystem uses {disk}: there is nothing to move off it (mount \
@@ -237,8 +271,16 @@ pub fn parse_df(text: &str) -> BTreeMap<String, String> {
 
 /// The md array `disk` (or one of its partitions) belongs to, from
 /// /proc/mdstat.
-fn md_member(sys: &dyn System, disk: &str) -> Option<String> {
-    md_array_of(&sys.read_text("/proc/mdstat")?, disk)
+fn md_member(sys: &dyn System, mdstat: &Path, disk: &str) -> Option<String> {
+    md_array_of(&read_mdstat(sys, mdstat), disk)
+}
+
+fn read_mdstat(sys: &dyn System, mdstat: &Path) -> String {
+    sys.read(mdstat)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// In /proc/mdstat's text: the array with `disk` or a partition of it
@@ -272,26 +314,23 @@ fn check_new(sys: &dyn System, disk: &str, new: &str, size: u64) -> Result<u64, 
     if new == disk {
         return Err(format!("the new disk {new} is the one to take out"));
     }
-    let new_size =
-        block_size(sys, new).ok_or_else(|| format!("{new} is not a block device on this host"))?;
-    if new_size < size {
-        return Err(format!(
+    blank_and_large(sys, new, size).map_err(|why| not_blank(new, disk, size, why))
+}
+
+/// Why `new` cannot take `disk`'s place, in words.
+fn not_blank(new: &str, disk: &str, size: u64, why: Blankness) -> String {
+    match why {
+        Blankness::Absent => format!("{new} is not a block device on this host"),
+        Blankness::TooSmall(new_size) => format!(
             "{new} holds {} and {disk} {}: the new disk must be at least as large",
             human_size(new_size),
             human_size(size)
-        ));
-    }
-    // blkid -p exits 2 when it finds no signature at all.
-    let probe = Cmd::new(["blkid", "-p", new]).env("LC_ALL", "C");
-    match sys.run(&probe) {
-        Ok(out) if out.code == Some(2) => Ok(new_size),
-        Ok(out) if out.success() => Err(format!(
-            "{new} is not blank ({}): clou only uses an empty disk; if you are sure it holds \
-             nothing of value, `wipefs -a {new}` it first",
-            out.stdout_text().trim()
-        )),
-        Ok(out) => Err(format!("`{}` failed: {}", probe.display(), out.tail())),
-        Err(e) => Err(format!("cannot run blkid: {e}")),
+        ),
+        Blankness::Holds(what) => format!(
+            "{new} is not blank ({what}): clou only uses an empty disk; if you are sure it holds \
+             nothing of value, `wipefs -a {new}` it first"
+        ),
+        Blankness::Unknown(why) => why,
     }
 }
 
@@ -447,12 +486,15 @@ fn run_ok(sys: &dyn System, cmd: &Cmd) -> Result<String, String> {
     }
 }
 
-fn load(state_dir: &Path) -> Option<Underway> {
+fn load(state_dir: &Path) -> Option<State> {
     let text = std::fs::read(state_dir.join(STATE)).ok()?;
-    serde_json::from_slice(&text).ok()
+    serde_json::from_slice(&text)
+        .ok()
+        // Written before mdadm came: a btrfs replacement.
+        .or_else(|| serde_json::from_slice(&text).ok().map(State::Btrfs))
 }
 
-fn save(sys: &dyn System, state_dir: &Path, u: Option<&Underway>) -> Result<(), String> {
+fn save(sys: &dyn System, state_dir: &Path, u: Option<&State>) -> Result<(), String> {
     let path = state_dir.join(STATE);
     match u {
         None => match sys.remove_file(&path) {
@@ -489,13 +531,42 @@ fn mark(state_dir: &Path, u: &Underway, event: &str, detail: &str) {
     );
 }
 
+/// The new disk's size when it is blank; why not otherwise.
+fn blank_and_large(sys: &dyn System, new: &str, size: u64) -> Result<u64, Blankness> {
+    let new_size = block_size(sys, new).ok_or(Blankness::Absent)?;
+    if new_size < size {
+        return Err(Blankness::TooSmall(new_size));
+    }
+    // blkid -p exits 2 when it finds no signature at all.
+    let probe = Cmd::new(["blkid", "-p", new]).env("LC_ALL", "C");
+    match sys.run(&probe) {
+        Ok(out) if out.code == Some(2) => Ok(new_size),
+        Ok(out) if out.success() => Err(Blankness::Holds(out.stdout_text().trim().to_owned())),
+        Ok(out) => Err(Blankness::Unknown(format!(
+            "`{}` failed: {}",
+            probe.display(),
+            out.tail()
+        ))),
+        Err(e) => Err(Blankness::Unknown(format!("cannot run blkid: {e}"))),
+    }
+}
+
+/// Why a disk is not yet a new one to use.
+#[derive(Debug, PartialEq)]
+enum Blankness {
+    Absent,
+    TooSmall(u64),
+    Holds(String),
+    Unknown(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     macro_rules! fixture {
         ($name:literal) => {
-            include_str!(concat!("probes/testdata/btrfs/", $name))
+            include_str!(concat!("../probes/testdata/btrfs/", $name))
         };
     }
 
@@ -528,11 +599,11 @@ mod tests {
             devices: vec!["/dev/vdc".into()],
             redundant,
         };
-        let refused = refusal("/dev/vdc", &[use_of(false)], None).unwrap();
+        let refused = refusal("/dev/vdc", &[use_of(false)]).unwrap();
         assert!(refused.contains("would lose data"), "{refused}");
-        assert_eq!(refusal("/dev/vdc", &[use_of(true)], None), None);
+        assert_eq!(refusal("/dev/vdc", &[use_of(true)]), None);
         assert!(
-            refusal("/dev/vdc", &[], None)
+            refusal("/dev/vdc", &[])
                 .unwrap()
                 .contains("nothing to move")
         );
@@ -561,7 +632,7 @@ mod tests {
     #[test]
     fn an_md_member_is_found_by_its_partitions() {
         let mdstat =
-            include_str!("probes/testdata/mdstat/raid1-clean-plus-raid0-nvme.pymdstat.mdstat");
+            include_str!("../probes/testdata/mdstat/raid1-clean-plus-raid0-nvme.pymdstat.mdstat");
         assert_eq!(
             md_array_of(mdstat, "/dev/nvme0n1").as_deref(),
             Some("md126")
@@ -569,13 +640,10 @@ mod tests {
         assert_eq!(md_array_of(mdstat, "/dev/sdd").as_deref(), Some("md129"));
         assert_eq!(md_array_of(mdstat, "/dev/sd"), None);
         let two = include_str!(
-            "probes/testdata/mdstat/composite-parser-stress-test.node_exporter.mdstat"
+            "../probes/testdata/mdstat/composite-parser-stress-test.node_exporter.mdstat"
         );
         assert_eq!(md_array_of(two, "/dev/sdi").as_deref(), Some("md127"));
         assert_eq!(md_array_of(two, "/dev/sdz"), None);
-        // A refused md member says why and what to do.
-        let why = refusal("/dev/sdi", &[], Some("md127")).unwrap();
-        assert!(why.contains("mdadm array md127"), "{why}");
     }
 
     #[test]
@@ -590,7 +658,7 @@ mod tests {
             mount: "/mnt/r1".into(),
             started: "2026-12-01T23:04:08Z".into(),
         };
-        save(&sys, dir.path(), Some(&u)).unwrap();
+        save(&sys, dir.path(), Some(&State::Btrfs(u.clone()))).unwrap();
         let request = |step| DiskRequest {
             run_id: "r2".into(),
             admin: "camille@portable".into(),
