@@ -405,3 +405,101 @@ async fn first_login(
     session.close().await;
     Ok((password, release))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An inventory with a `base` role given by a group, and a plain role.
+    fn fleet(dir: &Path) -> PathBuf {
+        for role in ["base", "wiki"] {
+            let d = dir.join("roles").join(role);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(
+                d.join("role.yaml"),
+                format!("resources:\n  - directory: {{path: /srv/{role}}}\n"),
+            )
+            .expect("write");
+        }
+        let path = dir.join("inventory/fleet.yaml");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(
+            &path,
+            "# The fleet.\nroles_path: [../roles]\n\nhosts:\n  web: {address: 192.0.2.1}\n\
+             \ngroups:\n  # Every server.\n  fleet:\n    hosts: [web]\n    roles: [base]\n",
+        )
+        .expect("write");
+        path
+    }
+
+    fn opts(roles: &[&str], groups: &[&str]) -> Options {
+        Options {
+            name: "nouveau".into(),
+            address: "192.0.2.40".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            confirm_timeout: 30,
+            ..Options::default()
+        }
+    }
+
+    fn roles_of(draft: &Draft) -> Vec<&str> {
+        draft.plan.roles.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn base_comes_from_a_group_or_is_given_to_the_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fleet(dir.path());
+        let text = std::fs::read_to_string(&path).expect("read");
+
+        let in_fleet =
+            Draft::new(&path, &text, &opts(&["wiki"], &["fleet"]), Some("trixie")).expect("draft");
+        assert_eq!(roles_of(&in_fleet), ["base", "wiki"]);
+        assert!(
+            in_fleet.text.contains(
+                "  nouveau:\n    address: 192.0.2.40\n    release: trixie\n    roles: [wiki]\n"
+            ),
+            "{}",
+            in_fleet.text
+        );
+        assert!(in_fleet.text.contains("    hosts: [web, nouveau]\n"));
+        assert!(in_fleet.text.starts_with("# The fleet.\n"));
+        drop(in_fleet);
+
+        let alone = Draft::new(&path, &text, &opts(&["wiki"], &[]), None).expect("draft");
+        assert_eq!(roles_of(&alone), ["base", "wiki"]);
+        assert!(
+            alone.text.contains("    roles: [base, wiki]\n"),
+            "{}",
+            alone.text
+        );
+        assert_eq!(alone.host.release, crate::inventory::DEFAULT_RELEASE);
+    }
+
+    #[test]
+    fn a_bad_role_or_group_stops_before_any_contact_and_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fleet(dir.path());
+        let text = std::fs::read_to_string(&path).expect("read");
+        let listing = || {
+            let mut names: Vec<String> = std::fs::read_dir(path.parent().expect("dir"))
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        let err = Draft::new(&path, &text, &opts(&["wkii"], &[]), None)
+            .err()
+            .expect("an unknown role is refused");
+        assert!(format!("{err:#}").contains("wkii"), "{err:#}");
+        let err = Draft::new(&path, &text, &opts(&[], &["flet"]), None)
+            .err()
+            .expect("an unknown group is refused");
+        assert!(format!("{err:#}").contains("flet"), "{err:#}");
+        assert_eq!(listing(), before, "no draft left behind");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+    }
+}
