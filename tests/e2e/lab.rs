@@ -86,7 +86,8 @@ fn each_host_has_its_own_name_and_address() -> Result<(), Failed> {
     let lab = lab()?;
     let state = lab.state()?;
     let mut seen = BTreeSet::new();
-    for h in &state.hosts {
+    // The spare lets no lab key in: onboard's test looks at it.
+    for h in state.hosts.iter().filter(|h| !h.spare) {
         let out = lab.ssh_ok(
             &h.name,
             "hostname; ip -4 -o addr show dev eth0; readlink /proc/self/ns/net",
