@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clou_protocol::{Message, Plan, Report, Status};
+use clou_protocol::health::CheckSettings;
+use clou_protocol::{HealthReport, Message, Plan, Report, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
@@ -23,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::agent_bin;
 use crate::inventory::{Host, Inventory};
 use crate::plan::{Planner, TenantFilter};
-use crate::remote::{self, AgentEvent};
+use crate::remote::{self, AgentEvent, Link};
 use crate::role::Roles;
 use crate::ssh::{self, Target, config::SshConfig, known_hosts::HostKeys};
 
@@ -44,6 +45,11 @@ pub struct Options {
     /// Seconds a change to sshd or the firewall waits for a new connection
     /// to confirm it, 0 for the default (30).
     pub confirm_timeout: u64,
+    /// `--serial`: in batches, each gated by the hosts' health.
+    pub serial: Option<crate::rollout::Serial>,
+    pub max_fail: usize,
+    pub settle: Duration,
+    pub gate_timeout: Duration,
 }
 
 /// How long a confirm change waits for its confirmation by default.
@@ -68,6 +74,9 @@ pub struct HostSummary {
     /// died, timeout): the host may be half-changed; its journal says what
     /// was done.
     pub aborted: Option<String>,
+    /// `--serial`: converged, but not healthy afterwards (the gate), or
+    /// left alone because the rollout stopped before its batch.
+    pub gate: Option<String>,
     pub warnings: Vec<String>,
     pub millis: u64,
 }
@@ -78,6 +87,7 @@ impl HostSummary {
         self.unreachable.is_none()
             && self.refused.is_none()
             && self.aborted.is_none()
+            && self.gate.is_none()
             && self.failed == 0
             && self.skipped == 0
     }
@@ -113,7 +123,131 @@ pub fn apply(inventory_path: &std::path::Path, opts: &Options) -> anyhow::Result
         )
     })?;
     let (hosts, plans) = prepare(&inventory, opts)?;
-    execute(&inventory, hosts, plans, opts)
+    match opts.serial {
+        Some(serial) => gated(&inventory, hosts, plans, serial, opts),
+        None => execute(&inventory, hosts, plans, opts),
+    }
+}
+
+/// `--serial`: batch after batch, each host's health taken before its
+/// change and gated after it; the rollout stops past `--max-fail`, and the
+/// hosts of the later batches are left alone.
+fn gated(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    plans: Vec<Plan>,
+    serial: crate::rollout::Serial,
+    opts: &Options,
+) -> anyhow::Result<Vec<HostSummary>> {
+    use crate::rollout;
+    let extra = crate::vars::parse_extra(&opts.extra).map_err(anyhow::Error::msg)?;
+    let mut settings = crate::status::settings_for(inventory, &hosts, &extra)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let keys = Arc::new(HostKeys::for_inventory(inventory));
+    let ssh_config = SshConfig::load_default();
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let batches = rollout::batches(&names, serial);
+    let mut pending: Vec<(Host, Plan)> = hosts.into_iter().zip(plans).collect();
+    let mut summaries = Vec::new();
+    let mut failed = 0;
+    let mut stopped: Option<String> = None;
+    for (number, batch) in batches.iter().enumerate() {
+        let members: Vec<(Host, Plan)> = pending.drain(..batch.len()).collect();
+        if let Some(why) = &stopped {
+            for (host, _) in members {
+                summaries.push(HostSummary {
+                    host: host.name,
+                    gate: Some(format!("not started: {why}")),
+                    ..HostSummary::default()
+                });
+            }
+            continue;
+        }
+        eprintln!(
+            "batch {}/{}: {}",
+            number + 1,
+            batches.len(),
+            batch.join(", ")
+        );
+        // Health before: the gate fails on what the change made critical,
+        // not on what was wrong already.
+        let mut links: Vec<(Link, CheckSettings, Result<HealthReport, String>)> =
+            runtime.block_on(async {
+                let mut tasks = Vec::new();
+                for (host, _) in &members {
+                    let mut link =
+                        Link::new(Target::for_host(inventory, host, &ssh_config), keys.clone());
+                    let settings = settings.remove(&host.name).unwrap_or_default();
+                    tasks.push(tokio::spawn(async move {
+                        let baseline = link.health(&settings).await;
+                        link.close().await;
+                        (link, settings, baseline)
+                    }));
+                }
+                let mut out = Vec::new();
+                for task in tasks {
+                    if let Ok(done) = task.await {
+                        out.push(done);
+                    }
+                }
+                out
+            });
+        let (hosts, plans): (Vec<Host>, Vec<Plan>) = members.into_iter().unzip();
+        let mut batch_summaries = execute(inventory, hosts, plans, opts)?;
+        for summary in &mut batch_summaries {
+            let Some((link, settings, baseline)) = links
+                .iter_mut()
+                .find(|(l, ..)| l.target.name == summary.host)
+            else {
+                continue;
+            };
+            if !summary.converged() || opts.check {
+                continue;
+            }
+            let verdict = match baseline {
+                Err(why) => Err(format!("no health before the change: {why}")),
+                Ok(baseline) => runtime.block_on(async {
+                    let verdict =
+                        rollout::gate(link, settings, baseline, opts.settle, opts.gate_timeout)
+                            .await;
+                    link.close().await;
+                    verdict
+                }),
+            };
+            match verdict {
+                Ok(()) => eprintln!("  {}: healthy", summary.host),
+                Err(why) => {
+                    eprintln!("  {}: FAILED its health gate: {why}", summary.host);
+                    summary.gate = Some(why);
+                }
+            }
+        }
+        failed += batch_summaries.iter().filter(|s| !s.converged()).count();
+        summaries.extend(batch_summaries);
+        if rollout::must_stop(failed, opts.max_fail) && number + 1 < batches.len() {
+            stopped = Some(format!(
+                "the rollout stopped after batch {} of {}: {failed} host{} failed, --max-fail is {}",
+                number + 1,
+                batches.len(),
+                if failed == 1 { "" } else { "s" },
+                opts.max_fail
+            ));
+        }
+    }
+    if let Some(why) = &stopped {
+        println!("{why}; the hosts of the later batches were not touched:");
+        for s in summaries.iter().filter(|s| {
+            s.gate
+                .as_deref()
+                .is_some_and(|g| g.starts_with("not started"))
+        }) {
+            println!("  {}", s.host);
+        }
+    }
+    Ok(summaries)
 }
 
 /// Builds every selected host's plan, or explains every error at once.

@@ -90,6 +90,21 @@ pub struct ApplyArgs {
     /// to confirm it before the host puts the previous files back.
     #[arg(long, default_value_t = 30)]
     pub confirm_timeout: u64,
+    /// Roll the change out in batches (a number of hosts, or a share:
+    /// `25%`), each followed by a health gate; without it, every host at
+    /// once.
+    #[arg(long)]
+    pub serial: Option<crate::rollout::Serial>,
+    /// With --serial: failed hosts tolerated before the rollout stops.
+    #[arg(long, default_value_t = 0)]
+    pub max_fail: usize,
+    /// With --serial: seconds between a host's change and its first
+    /// health check.
+    #[arg(long, default_value_t = 10)]
+    pub settle: u64,
+    /// With --serial: seconds a host may take to be healthy again.
+    #[arg(long, default_value_t = 60)]
+    pub gate_timeout: u64,
     /// Apply to the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,

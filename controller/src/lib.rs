@@ -96,6 +96,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 json: args.json,
                 timeout: args.timeout,
                 confirm_timeout: args.confirm_timeout,
+                serial: args.serial,
+                max_fail: args.max_fail,
+                settle: Duration::from_secs(args.settle),
+                gate_timeout: Duration::from_secs(args.gate_timeout),
             };
             apply::run(&path, &opts)
         }

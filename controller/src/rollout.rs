@@ -1,10 +1,16 @@
 //! Rolling changes: hosts in batches, each batch judged by a health gate
-//! before the next one starts. Pure: which hosts go together, when to
-//! stop, and what the gate makes of two health reports.
+//! before the next one starts: which hosts go together, when to stop,
+//! what the gate makes of two health reports (pure), and the gate itself
+//! (asking a host's health until it has no new critical finding).
 
 use std::str::FromStr;
 
+use std::time::{Duration, Instant};
+
+use clou_protocol::health::CheckSettings;
 use clou_protocol::{Finding, HealthReport, Severity};
+
+use crate::remote::Link;
 
 /// How many hosts go at once: a count, or a share of the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +91,51 @@ pub fn unhealthy_services(before: &HealthReport) -> Vec<&Finding> {
         .iter()
         .filter(|f| f.severity == Severity::Crit && matches!(f.probe.as_str(), "systemd" | "http"))
         .collect()
+}
+
+/// Waits `settle`, then asks the host's health until nothing is critical
+/// that was not before the change, for at most `timeout`.
+pub async fn gate(
+    link: &mut Link,
+    settings: &CheckSettings,
+    baseline: &HealthReport,
+    settle: Duration,
+    timeout: Duration,
+) -> Result<(), String> {
+    tokio::time::sleep(settle).await;
+    let started = Instant::now();
+    loop {
+        let health = link.health(settings).await?;
+        let new = new_criticals(baseline, &health);
+        if new.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(format!(
+                "still critical {} s after the change: {}",
+                (settle + started.elapsed()).as_secs(),
+                describe(&new)
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// Findings in words, each with its last log lines when it has them.
+pub fn describe(findings: &[&Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| match f.facts.get("log") {
+            Some(log) => format!(
+                "{}\n  last log lines of {}:\n    {}",
+                f.message,
+                f.subject,
+                log.lines().collect::<Vec<_>>().join("\n    ")
+            ),
+            None => f.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

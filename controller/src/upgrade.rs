@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clou_protocol::health::CheckSettings;
-use clou_protocol::{Finding, HealthReport, Message, RebootRequest, UpgradeReport, UpgradeRequest};
+use clou_protocol::{HealthReport, Message, RebootRequest, UpgradeReport, UpgradeRequest};
 
 use crate::inventory::{Host, Inventory};
 use crate::remote::Link;
@@ -203,7 +203,7 @@ pub fn rollout_hosts(
                 let blocking = rollout::unhealthy_services(&health);
                 let wants_reboot = opts.reboot && report.reboot_required.is_some();
                 if !blocking.is_empty() {
-                    outcome.result = Verdict::Refused(describe(&blocking));
+                    outcome.result = Verdict::Refused(rollout::describe(&blocking));
                 } else if !report.upgrades.is_empty() || wants_reboot {
                     to_roll.push((looked.link, looked.settings, report.clone(), health));
                 }
@@ -418,7 +418,7 @@ async fn roll(
             .map_err(|why| ("reboot", why))?;
         outcome.rebooted = true;
     }
-    gate(link, settings, baseline, opts)
+    rollout::gate(link, settings, baseline, opts.settle, opts.gate_timeout)
         .await
         .map_err(|why| ("gate", why))
 }
@@ -468,48 +468,6 @@ async fn reboot(
 }
 
 /// Waits for the host to have no critical finding its baseline did not.
-async fn gate(
-    link: &mut Link,
-    settings: &CheckSettings,
-    baseline: &HealthReport,
-    opts: &Options,
-) -> Result<(), String> {
-    tokio::time::sleep(opts.settle).await;
-    let started = Instant::now();
-    loop {
-        let health = link.health(settings).await?;
-        let new = rollout::new_criticals(baseline, &health);
-        if new.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() >= opts.gate_timeout {
-            return Err(format!(
-                "still critical {} s after the upgrade: {}",
-                (opts.settle + started.elapsed()).as_secs(),
-                describe(&new)
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
-}
-
-/// Findings in words, each with its last log lines when it has them.
-fn describe(findings: &[&Finding]) -> String {
-    findings
-        .iter()
-        .map(|f| match f.facts.get("log") {
-            Some(log) => format!(
-                "{}\n  last log lines of {}:\n    {}",
-                f.message,
-                f.subject,
-                log.lines().collect::<Vec<_>>().join("\n    ")
-            ),
-            None => f.message.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn indent(text: &str) -> String {
     text.replace('\n', "\n    ")
 }

@@ -10,6 +10,10 @@ use crate::lab;
 /// In order: each starts from what the one before left.
 pub const TESTS: &[(&str, crate::Test)] = &[
     (
+        "upgrade::a_version_change_applied_in_batches_stops_at_the_failing_host",
+        a_version_change_applied_in_batches_stops_at_the_failing_host,
+    ),
+    (
         "upgrade::the_look_changes_nothing_and_nothing_runs_without_a_yes",
         the_look_changes_nothing_and_nothing_runs_without_a_yes,
     ),
@@ -77,6 +81,43 @@ fn start_from_version_one() -> Result<(), Failed> {
             "{host}"
         );
     }
+    Ok(())
+}
+
+/// An application version change is `clou apply -e VERSION --serial 1`:
+/// alpha takes 2.0 and passes its gate, bravo's 2.0 refuses to start, so
+/// the rollout stops there and charlie keeps 1.0 (checked over ssh).
+fn a_version_change_applied_in_batches_stops_at_the_failing_host() -> Result<(), Failed> {
+    let lab = lab()?;
+    start_from_version_one()?;
+    let run = lab.apply(&[
+        "--serial",
+        "1",
+        "--settle",
+        "1",
+        "--gate-timeout",
+        "5",
+        "-e",
+        "hello_version=2.0-1",
+    ]);
+    run.expect_code(1);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("batch 1/3: alpha"), "{said}");
+    assert!(said.contains("alpha: healthy"), "{said}");
+    assert!(
+        said.contains("the rollout stopped after batch 2 of 3: 1 host failed, --max-fail is 0"),
+        "{said}"
+    );
+    assert!(!said.contains("batch 3/3"), "{said}");
+    assert_eq!(
+        hello("alpha")?,
+        ("2.0-1".to_owned(), "active 2.0".to_owned())
+    );
+    assert_eq!(hello("bravo")?.0, "2.0-1");
+    assert_eq!(
+        hello("charlie")?,
+        ("1.0-1".to_owned(), "active 1.0".to_owned())
+    );
     Ok(())
 }
 
