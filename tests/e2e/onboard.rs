@@ -115,6 +115,20 @@ impl Admin {
             .unwrap_or_else(|e| panic!("cannot run ssh: {e}"))
     }
 
+    /// The login methods the server offers root, as OpenSSH reports them
+    /// (`-v`, trying none): `["publickey", "password"]`.
+    fn methods(&self, address: &str, extra: &[&str]) -> Vec<String> {
+        let mut options = vec!["-v", "-o", "PreferredAuthentications=none"];
+        options.extend_from_slice(extra);
+        let out = self.ssh("root", address, &options, "true");
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.lines()
+            .filter_map(|l| l.split("Authentications that can continue: ").nth(1))
+            .flat_map(|m| m.trim().split(','))
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn ssh_ok(&self, user: &str, address: &str, command: &str) -> String {
         let out = self.ssh(user, address, &[], command);
         assert!(
@@ -166,24 +180,17 @@ fn a_new_server_is_taken_in_with_its_password_then_only_keys_log_in() -> Result<
 
     // As delivered: root gets in with the password (checked with OpenSSH's
     // own view of what the server offers).
-    let offered = admin.ssh(
-        "root",
-        &address,
-        &[
-            "-v",
-            "-o",
-            "PreferredAuthentications=none",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ],
-        "true",
-    );
-    let offered = String::from_utf8_lossy(&offered.stderr);
-    assert!(
-        offered.contains("Authentications that can continue: publickey,password"),
-        "{offered}"
+    assert_eq!(
+        admin.methods(
+            &address,
+            &[
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null"
+            ]
+        ),
+        ["publickey", "password"]
     );
 
     // A fingerprint that is not the server's: refused, nothing recorded.
@@ -238,17 +245,7 @@ fn a_new_server_is_taken_in_with_its_password_then_only_keys_log_in() -> Result<
     assert!(said.contains("the host answers again"), "{said}");
     assert!(said.contains("must be one of them"), "{said}");
     assert_eq!(std::fs::read_to_string(&admin.inventory)?, original);
-    let offered = admin.ssh(
-        "root",
-        &address,
-        &["-v", "-o", "PreferredAuthentications=none"],
-        "true",
-    );
-    let offered = String::from_utf8_lossy(&offered.stderr);
-    assert!(
-        offered.contains("Authentications that can continue: publickey,password"),
-        "{offered}"
-    );
+    assert_eq!(admin.methods(&address, &[]), ["publickey", "password"]);
 
     // With the console's fingerprint and the provider's password: it goes
     // on from where the host is.
@@ -312,19 +309,7 @@ fn a_new_server_is_taken_in_with_its_password_then_only_keys_log_in() -> Result<
             || effective.contains("\npermitrootlogin prohibit-password\n"),
         "{effective}"
     );
-    let offered = admin.ssh(
-        "root",
-        &address,
-        &["-v", "-o", "PreferredAuthentications=none"],
-        "true",
-    );
-    let offered = String::from_utf8_lossy(&offered.stderr);
-    let methods: Vec<&str> = offered
-        .lines()
-        .filter_map(|l| l.split("Authentications that can continue: ").nth(1))
-        .map(str::trim)
-        .collect();
-    assert_eq!(methods, ["publickey"], "{offered}");
+    assert_eq!(admin.methods(&address, &[]), ["publickey"]);
     // The roles' work: the firewall and the lab's service.
     admin.ssh_ok(
         "root",
