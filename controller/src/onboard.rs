@@ -296,8 +296,19 @@ fn check_host_key(
     let key = runtime.block_on(ssh::fetch_host_key(target, Arc::new(keys.clone())))?;
     let offered = fingerprint(&key);
     let names = [target.address.as_str(), target.name.as_str()];
+    // Known from ~/.ssh/known_hosts only is not enough: the repository's
+    // file is what every admin's clou checks.
+    let in_repository = HostKeys {
+        files: vec![keys.trust_file.clone()],
+        trust_file: keys.trust_file.clone(),
+    };
     match keys.check(&names, target.port, &key) {
-        Verdict::Known => return Ok(()),
+        Verdict::Known if in_repository.check(&names, target.port, &key) == Verdict::Known => {
+            return Ok(());
+        }
+        // Seen and checked already (by the admin's own ssh): recorded
+        // for everyone.
+        Verdict::Known => {}
         Verdict::Revoked(at) => bail!(
             "{} ({}) offers a key marked @revoked at {at}: not connecting",
             opts.name,
@@ -317,8 +328,10 @@ fn check_host_key(
         ),
         Verdict::Unknown => {}
     }
+    let known = keys.check(&names, target.port, &key) == Verdict::Known;
     match &opts.fingerprint {
         Some(expected) if *expected == offered => {}
+        None if known => {}
         Some(expected) => bail!(
             "{} ({}) offers {} {offered}, not {expected}: nothing was done\n  hint: this is \
              not the server the provider described, or someone is in between; check the \
