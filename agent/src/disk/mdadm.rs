@@ -51,6 +51,10 @@ pub struct Underway {
     /// another disk.
     size: u64,
     serial: Option<String>,
+    /// The healthy disk's serial: checked again before its table is copied
+    /// (device names can move at a reboot).
+    #[serde(default)]
+    source_serial: Option<String>,
     phase: Phase,
 }
 
@@ -58,8 +62,10 @@ pub struct Underway {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Phase {
-    /// The old disk is out of its arrays; waiting for the new one.
+    /// Taking the old disk out of its arrays, then waiting for the new one.
     Out,
+    /// The new disk has its partition table; its members go in next.
+    Partitioned,
     /// The new disk is in its arrays; resyncing.
     In,
 }
@@ -73,7 +79,7 @@ pub(super) fn begin(
     report: &mut DiskReport,
 ) -> Result<(), String> {
     let disk = &request.disk;
-    let new = request.new.clone().unwrap_or_else(|| disk.clone());
+    let new = canonical(request.new.as_deref().unwrap_or(disk));
     let size = block_size(sys, disk).unwrap_or(0);
     let arrays = parse_mdstat(&super::read_mdstat(sys, mdstat));
     report.uses = uses(&arrays, disk);
@@ -125,32 +131,63 @@ pub(super) fn begin(
         new,
         started: crate::clock::rfc3339(SystemTime::now()),
         serial: Disks::read(sys).identity(disk).serial,
+        source_serial: Disks::read(sys).identity(&plan.source).serial,
         plan,
         size,
         phase: Phase::Out,
     };
     // Saved first: a run cut short in the middle finds it and goes on.
     save(sys, state_dir, Some(&State::Mdadm(u.clone())))?;
+    take_out(sys, state_dir, &u, &arrays)?;
+    report.under_way = Some(under_way(&u));
+    report.waiting = Some(awaited(&u));
+    Ok(())
+}
+
+/// Fails and removes each of the old disk's members still in its array
+/// (all of them the first time; what an interruption left after).
+fn take_out(
+    sys: &dyn System,
+    state_dir: &Path,
+    u: &Underway,
+    arrays: &[Array],
+) -> Result<(), String> {
     for m in &u.plan.members {
+        let name = m.device.trim_start_matches("/dev/");
+        let Some(now) = arrays
+            .iter()
+            .find(|a| a.name == m.array)
+            .and_then(|a| a.members.iter().find(|d| d.device == name))
+        else {
+            continue;
+        };
         let array = format!("/dev/{}", m.array);
-        if !m.faulty {
+        if !now.faulty {
             run(
                 sys,
                 state_dir,
-                &u,
+                u,
                 &["mdadm", "--manage", &array, "--fail", &m.device],
             )?;
         }
         run(
             sys,
             state_dir,
-            &u,
+            u,
             &["mdadm", "--manage", &array, "--remove", &m.device],
         )?;
     }
-    report.under_way = Some(under_way(&u));
-    report.waiting = Some(awaited(&u));
     Ok(())
+}
+
+/// A `/dev/disk/by-id/...` name as the kernel's (`/dev/sdb`): partitions
+/// and /proc/mdstat use those.
+fn canonical(path: &str) -> String {
+    std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .filter(|p| p.starts_with("/dev/"))
+        .unwrap_or_else(|| path.to_owned())
 }
 
 /// Goes on with a replacement under way: waits for the new disk, puts it
@@ -166,10 +203,10 @@ pub(super) fn follow(
     // The new disk may show up under another name than the one awaited
     // (hot-plugged next to the old one): `--new` says where.
     if u.phase == Phase::Out
-        && let Some(new) = &request.new
-        && *new != u.new
+        && let Some(new) = request.new.as_deref().map(canonical)
+        && new != u.new
     {
-        u.new = new.clone();
+        u.new = new;
         save(sys, state_dir, Some(&State::Mdadm(u.clone())))?;
     }
     report.under_way = Some(under_way(&u));
@@ -195,18 +232,26 @@ pub(super) fn follow(
     if request.step == DiskStep::Look {
         return Ok(());
     }
+    let arrays = parse_mdstat(&super::read_mdstat(sys, mdstat));
     if u.phase == Phase::Out {
-        if let Some(why) = not_ready(sys, &u)? {
+        // An earlier run may have stopped between two of these.
+        take_out(sys, state_dir, &u, &arrays)?;
+        if let Some(why) = not_ready(sys, &u, &arrays)? {
             report.waiting = Some(why);
             report.percent = Some(0.0);
             return Ok(());
         }
-        put_in(sys, state_dir, &u)?;
+        partition(sys, state_dir, &u)?;
+        u.phase = Phase::Partitioned;
+        save(sys, state_dir, Some(&State::Mdadm(u.clone())))?;
+    }
+    if u.phase == Phase::Partitioned {
+        put_in(sys, state_dir, &u, &arrays)?;
         u.phase = Phase::In;
         save(sys, state_dir, Some(&State::Mdadm(u.clone())))?;
     }
     let arrays = parse_mdstat(&super::read_mdstat(sys, mdstat));
-    if let Some((percent, eta)) = resync(&arrays, &u.plan) {
+    if let Some((percent, eta)) = resync(&arrays, &u.plan, &u.new)? {
         report.percent = Some(percent);
         report.eta = eta;
         return Ok(());
@@ -230,9 +275,32 @@ pub(super) fn follow(
 
 /// Why the new disk cannot be put in yet (`None`: it can). Too small is
 /// an error: waiting will not make it larger.
-fn not_ready(sys: &dyn System, u: &Underway) -> Result<Option<String>, String> {
+fn not_ready(sys: &dyn System, u: &Underway, arrays: &[Array]) -> Result<Option<String>, String> {
     let new = &u.new;
-    let serial = Disks::read(sys).identity(new).serial;
+    // Never the disk that holds the data: names can move at a reboot.
+    if let Some(array) = arrays.iter().find(|a| {
+        a.members
+            .iter()
+            .any(|m| disk_of(&m.device) == *new && !m.faulty)
+    }) {
+        return Ok(Some(format!(
+            "{new} holds a working member of {}: it is not the new disk (device names can \
+             change at a reboot: compare serials with `lsblk -o NAME,SERIAL`, then run again \
+             with --new /dev/...)",
+            array.name
+        )));
+    }
+    let disks = Disks::read(sys);
+    if let Some(expected) = &u.source_serial
+        && disks.identity(&u.plan.source).serial.as_ref() != Some(expected)
+    {
+        return Err(format!(
+            "{} is no longer the healthy disk (serial {expected} expected): device names \
+             changed; nothing was written; look with `lsblk -o NAME,SERIAL` and replace by hand",
+            u.plan.source
+        ));
+    }
+    let serial = disks.identity(new).serial;
     if serial.is_some() && serial == u.serial {
         return Ok(Some(format!(
             "{new} is still the old disk (serial {}): take it out and put the new one in",
@@ -250,9 +318,8 @@ fn not_ready(sys: &dyn System, u: &Underway) -> Result<Option<String>, String> {
     }
 }
 
-/// Partitions the new disk like its twin, adds it to the arrays, makes it
-/// bootable.
-fn put_in(sys: &dyn System, state_dir: &Path, u: &Underway) -> Result<(), String> {
+/// Gives the new disk its twin's partition table.
+fn partition(sys: &dyn System, state_dir: &Path, u: &Underway) -> Result<(), String> {
     let copy = table_copy(&u.plan, &u.new);
     let mut steps = copy.iter();
     if u.plan.label == "dos" {
@@ -279,9 +346,30 @@ fn put_in(sys: &dyn System, state_dir: &Path, u: &Underway) -> Result<(), String
         let words: Vec<&str> = argv.iter().map(String::as_str).collect();
         run(sys, state_dir, u, &words)?;
     }
+    Ok(())
+}
+
+/// Adds the new disk's members (those not in their array already: a run
+/// may have stopped halfway) and makes the disk bootable.
+fn put_in(
+    sys: &dyn System,
+    state_dir: &Path,
+    u: &Underway,
+    arrays: &[Array],
+) -> Result<(), String> {
     for m in &u.plan.members {
         let array = format!("/dev/{}", m.array);
         let member = new_member(m, &u.new);
+        let name = member.trim_start_matches("/dev/");
+        let added = arrays
+            .iter()
+            .any(|a| a.name == m.array && a.members.iter().any(|d| d.device == name));
+        if added {
+            continue;
+        }
+        // A used disk's partition may still carry an old md superblock,
+        // which would make md refuse it or assemble it elsewhere.
+        run(sys, state_dir, u, &["wipefs", "--all", &member])?;
         run(
             sys,
             state_dir,
@@ -625,6 +713,12 @@ fn keeps_a_copy(array: &Array, member: &Member) -> Result<(), String> {
                 .unwrap_or_else(|| "under way".into())
         ));
     }
+    if let Some(waiting) = &array.sync_waiting {
+        return Err(format!(
+            "{name} has a resync or check waiting ({waiting}): its copies may not agree yet; \
+             wait until /proc/mdstat shows it done, then run this again"
+        ));
+    }
     let Some(working) = array.working else {
         return Err(format!(
             "{name} ({level}) does not say how many of its disks work: replace by hand"
@@ -694,22 +788,22 @@ pub fn commands(plan: &Plan, disk: &str, new: &str) -> Vec<String> {
     out.push(format!(
         "(wait for the new disk at {new}: take {disk} out, put it in; blank and at least as large)"
     ));
-    out.extend(table_copy(plan, new).iter().map(|c| c.join(" ")));
+    let copy = table_copy(plan, new);
+    let mut copy = copy.iter().map(|c| c.join(" "));
     if plan.label == "dos" {
-        // Shown as the pipeline it amounts to.
-        if let Some(last) = out.last_mut() {
-            *last = format!(
-                "sfdisk --dump {} | grep -v '^label-id:' | sfdisk {new}",
-                plan.source
-            );
-        }
-    }
-    for m in &plan.members {
+        // The dump and the write, shown as the pipeline they amount to.
+        copy.next();
+        copy.next();
         out.push(format!(
-            "mdadm --manage /dev/{} --add {}",
-            m.array,
-            new_member(m, new)
+            "sfdisk --dump {} | grep -v '^label-id:' | sfdisk {new}",
+            plan.source
         ));
+    }
+    out.extend(copy);
+    for m in &plan.members {
+        let member = new_member(m, new);
+        out.push(format!("wipefs --all {member}"));
+        out.push(format!("mdadm --manage /dev/{} --add {member}", m.array));
     }
     out.extend(boot_commands(plan, new).iter().map(|c| c.join(" ")));
     out.push("(follow the resync in /proc/mdstat until every array is clean)".into());
@@ -776,7 +870,11 @@ pub fn without_label_id(dump: &str) -> String {
 /// How far the resync of the plan's arrays is: percent overall and the
 /// kernel's estimate for the one running; `None` once every array is
 /// complete and idle.
-pub fn resync(arrays: &[Array], plan: &Plan) -> Option<(f64, Option<String>)> {
+pub fn resync(
+    arrays: &[Array],
+    plan: &Plan,
+    new: &str,
+) -> Result<Option<(f64, Option<String>)>, String> {
     let mut names: Vec<&str> = plan.members.iter().map(|m| m.array.as_str()).collect();
     names.dedup();
     let mut total = 0.0;
@@ -787,6 +885,28 @@ pub fn resync(arrays: &[Array], plan: &Plan) -> Option<(f64, Option<String>)> {
             busy = true;
             continue;
         };
+        // The rebuild gave up: the new member failed, or fell back to a
+        // spare after a read error on the healthy disk.
+        let stuck = array.degraded() && array.sync.is_none() && array.sync_waiting.is_none();
+        let new_members: Vec<String> = plan
+            .members
+            .iter()
+            .filter(|m| m.array == *name)
+            .map(|m| new_member(m, new).trim_start_matches("/dev/").to_owned())
+            .collect();
+        if stuck
+            && let Some(m) = array
+                .members
+                .iter()
+                .find(|d| new_members.contains(&d.device) && (d.faulty || d.spare))
+        {
+            return Err(format!(
+                "the rebuild of {name} stopped: /dev/{} is {} there; `dmesg` says why (often \
+                 a read error on the healthy disk: check it with smartctl before anything else)",
+                m.device,
+                if m.faulty { "faulty" } else { "a spare" }
+            ));
+        }
         match &array.sync {
             Some(sync) if sync.action != SyncAction::Check => {
                 busy = true;
@@ -800,7 +920,7 @@ pub fn resync(arrays: &[Array], plan: &Plan) -> Option<(f64, Option<String>)> {
             _ => total += 100.0,
         }
     }
-    busy.then(|| (total / names.len().max(1) as f64, eta))
+    Ok(busy.then(|| (total / names.len().max(1) as f64, eta)))
 }
 
 /// After the resync: each array clean, all its devices active, the new
@@ -814,10 +934,11 @@ pub fn verified(detail_text: &str, array: &str, new_member: &str) -> Result<Stri
             detail.state.join(", ")
         ));
     }
-    let in_sync = detail
-        .members
-        .iter()
-        .any(|(_, state, dev)| dev.as_deref() == Some(new_member) && state == "active sync");
+    // `active sync`, `active sync set-A` (raid10), `active sync writemostly`...
+    let in_sync = detail.members.iter().any(|(_, state, dev)| {
+        let words: Vec<&str> = state.split_whitespace().collect();
+        dev.as_deref() == Some(new_member) && words.contains(&"active") && words.contains(&"sync")
+    });
     if !in_sync {
         return Err(format!(
             "/dev/{array} does not list {new_member} as `active sync`"
@@ -938,8 +1059,11 @@ mod tests {
                 "sgdisk --randomize-guids /dev/sdb",
                 "blockdev --rereadpt /dev/sdb",
                 "udevadm settle",
+                "wipefs --all /dev/sdb3",
                 "mdadm --manage /dev/md2 --add /dev/sdb3",
+                "wipefs --all /dev/sdb2",
                 "mdadm --manage /dev/md1 --add /dev/sdb2",
+                "wipefs --all /dev/sdb1",
                 "mdadm --manage /dev/md0 --add /dev/sdb1",
                 "grub-install /dev/sdb",
                 "(follow the resync in /proc/mdstat until every array is clean)",
@@ -1040,11 +1164,11 @@ mod tests {
             label: "dos".into(),
             boot: Boot::Grub,
         };
-        let (percent, eta) = resync(&during, &plan).unwrap();
+        let (percent, eta) = resync(&during, &plan, "/dev/sda").unwrap().unwrap();
         assert!((percent - 1.95).abs() < 0.01, "{percent}");
         assert!(eta.unwrap().starts_with("md0 in "), "eta");
         let clean = mdstat!("raid1-clean-5-arrays-bitmap-centos6.check_raid.mdstat");
-        assert_eq!(resync(&clean, &plan), None);
+        assert_eq!(resync(&clean, &plan, "/dev/sda"), Ok(None));
     }
 
     /// Verification reads mdadm --detail: a clean array with the new member
@@ -1129,6 +1253,7 @@ mod tests {
                         "sgdisk",
                         "blockdev --rereadpt",
                         "udevadm",
+                        "wipefs",
                         "grub-install",
                     ]
                     .iter()
@@ -1143,7 +1268,7 @@ mod tests {
         assert_eq!(look.refusal, None);
         assert_eq!(look.uses.len(), 3);
         assert!(look.uses.iter().all(|u| u.redundant));
-        assert_eq!(look.commands.len(), 19);
+        assert_eq!(look.commands.len(), 22);
         assert!(changed(&sys).is_empty(), "{:?}", sys.commands());
 
         let sys = host(false);
@@ -1152,6 +1277,21 @@ mod tests {
         assert_eq!(changed(&sys), &look.commands[..6]);
         assert!(started.waiting.unwrap().contains("put the new disk in"));
 
+        // What /proc/mdstat says once sdb's members are out: the sample
+        // above with what `--remove` takes away (derived, not captured:
+        // no md driver here).
+        let clean =
+            include_str!("../probes/testdata/mdstat/raid1-check-in-progress.check_raid.mdstat");
+        let removed: String = clean
+            .replace("sdb3[0] ", "")
+            .replace(" sdb2[1]", "")
+            .replace(" sdb1[1]", "")
+            .replace("[2/2] [UU]", "[2/1] [_U]")
+            .lines()
+            .filter(|l| !l.contains("check ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        set_mdstat(&removed);
         // Asked again (another run): the state says where it is.
         let sys = host(false);
         let waiting = ask(&sys, DiskStep::Progress);
@@ -1159,14 +1299,22 @@ mod tests {
         assert!(waiting.waiting.unwrap().contains("/dev/sdb is not blank"));
         assert!(changed(&sys).is_empty(), "{:?}", sys.commands());
 
+        // The new disk, blank: partitioned, its members added, GRUB.
+        let sys = host(true);
+        let put_in = ask(&sys, DiskStep::Progress);
+        assert_eq!(put_in.error, None);
+        assert_eq!(put_in.waiting, None);
+        assert_eq!(changed(&sys), &look.commands[7..18]);
+        assert_eq!(put_in.percent, Some(0.0));
+
+        // Recovering (a sample of another replacement of the same layout).
         set_mdstat(include_str!(
             "../probes/testdata/mdstat/raid1-degraded-recovery-and-resync-delayed.check_raid.mdstat"
         ));
         let sys = host(true);
         let resyncing = ask(&sys, DiskStep::Progress);
         assert_eq!(resyncing.error, None);
-        assert_eq!(resyncing.waiting, None);
-        assert_eq!(changed(&sys), &look.commands[7..15]);
+        assert!(changed(&sys).is_empty(), "{:?}", sys.commands());
         // md0 recovering at 3.9%, md1 delayed, md2 not listed yet.
         assert_eq!(resyncing.percent, Some(1.3));
         assert_eq!(resyncing.eta.as_deref(), Some("md0 in 267.0min"));
@@ -1192,5 +1340,46 @@ mod tests {
             );
         }
         assert!(journal.contains("grub-install /dev/sdb"));
+    }
+
+    /// A rebuild that gave up (the new member marked faulty, no sync
+    /// running) is an error, not progress forever.
+    #[test]
+    fn a_rebuild_that_gave_up_is_an_error() {
+        let arrays = mdstat!("raid1-degraded-failed-member-F.pymdstat.mdstat");
+        let plan = Plan {
+            members: vec![Member {
+                array: "md1".into(),
+                device: "/dev/sde1".into(),
+                partition: Some(1),
+                faulty: false,
+            }],
+            source: "/dev/sdg".into(),
+            label: "dos".into(),
+            boot: Boot::Grub,
+        };
+        let why = resync(&arrays, &plan, "/dev/sde").unwrap_err();
+        assert!(
+            why.contains("the rebuild of md1 stopped: /dev/sde1 is faulty"),
+            "{why}"
+        );
+    }
+
+    /// A resync waiting (DELAYED) means the copies do not agree yet.
+    #[test]
+    fn a_waiting_resync_is_refused() {
+        let arrays = mdstat!("raid1-check-and-resync-delayed-bitmap.check_raid.mdstat");
+        let md1 = arrays.iter().find(|a| a.name == "md1").unwrap();
+        let member = Member {
+            array: "md1".into(),
+            device: format!("/dev/{}", md1.members[0].device),
+            partition: Some(2),
+            faulty: false,
+        };
+        let why = keeps_a_copy(md1, &member).unwrap_err();
+        assert!(
+            why.contains("has a resync or check waiting (DELAYED)"),
+            "{why}"
+        );
     }
 }

@@ -88,7 +88,17 @@ fn step(
     request: &DiskRequest,
     report: &mut DiskReport,
 ) -> Result<(), String> {
-    let state = load(state_dir).filter(|u| u.disk() == request.disk);
+    let state = load(state_dir);
+    // One replacement at a time: a second one would overwrite the state
+    // of the first, left halfway.
+    if let Some(other) = state.as_ref().filter(|u| u.disk() != request.disk) {
+        return Err(format!(
+            "the replacement of {} is under way on this host: finish it first (run clou disk \
+             replace with {} again)",
+            other.disk(),
+            other.disk()
+        ));
+    }
     if let Some(State::Mdadm(u)) = state {
         return mdadm::follow(sys, state_dir, mdstat, request, u, report);
     }
