@@ -97,7 +97,11 @@ pub fn run(inventory_path: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
         opts.confirm_timeout
     );
     if draft.text == text {
-        println!("  {} is in {} already", opts.name, inventory_path.display());
+        println!(
+            "  {} is in {} already (its entry is kept as written: --roles does not change it)",
+            opts.name,
+            inventory_path.display()
+        );
     } else {
         println!(
             "  then added to {}{}",
@@ -173,7 +177,7 @@ pub fn run(inventory_path: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
             )
         })?;
     if draft.text != text {
-        draft.persist(inventory_path)?;
+        draft.persist(inventory_path, &text, opts)?;
         eprintln!(
             "{}: onboarded; its entry is in {}",
             opts.name,
@@ -189,6 +193,8 @@ pub fn run(inventory_path: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
 /// (so that its relative paths mean the same) until the host is onboarded.
 struct Draft {
     text: String,
+    /// The host's own roles in the entry (base added when no group has it).
+    roles: Vec<String>,
     file: DraftFile,
     inventory: Inventory,
     host: Host,
@@ -255,6 +261,7 @@ impl Draft {
                 }
                 return Ok(Draft {
                     text: new_text,
+                    roles,
                     file,
                     inventory,
                     host,
@@ -267,10 +274,25 @@ impl Draft {
     }
 
     /// Moves the draft over the inventory file (a rename: all or nothing).
-    fn persist(mut self, inventory_path: &Path) -> anyhow::Result<()> {
+    /// If the file changed meanwhile (another admin's onboard, an edit),
+    /// the entry is added to what it holds now instead.
+    fn persist(mut self, inventory_path: &Path, read: &str, opts: &Options) -> anyhow::Result<()> {
         let Some(path) = self.file.0.take() else {
             return Ok(());
         };
+        let now = std::fs::read_to_string(inventory_path)
+            .with_context(|| format!("cannot read {}", inventory_path.display()))?;
+        if now != read {
+            let entry = NewHost {
+                name: &opts.name,
+                address: &opts.address,
+                release: Some(&self.host.release),
+                roles: &self.roles,
+            };
+            let merged = edit::add_host(&now, &entry, &opts.groups)?;
+            std::fs::write(&path, merged)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         if let Ok(meta) = std::fs::metadata(inventory_path) {
             let _ = std::fs::set_permissions(&path, meta.permissions());
         }
@@ -302,12 +324,26 @@ fn check_host_key(
         files: vec![keys.trust_file.clone()],
         trust_file: keys.trust_file.clone(),
     };
+    // A fingerprint given is always compared, whatever is recorded.
+    if let Some(expected) = &opts.fingerprint
+        && *expected != offered
+    {
+        bail!(
+            "{} ({}) offers {} {offered}, not {expected}: nothing was done\n  hint: this is \
+             not the server the provider described, or someone is in between; check the \
+             fingerprint on the provider's console",
+            opts.name,
+            target.address,
+            key.algorithm()
+        );
+    }
     match keys.check(&names, target.port, &key) {
         Verdict::Known if in_repository.check(&names, target.port, &key) == Verdict::Known => {
             return Ok(());
         }
-        // Seen and checked already (by the admin's own ssh): recorded
-        // for everyone.
+        // Only in the admin's own ~/.ssh/known_hosts, perhaps after a
+        // blind "yes": checked like an unknown key before it goes into
+        // the file every admin trusts.
         Verdict::Known => {}
         Verdict::Revoked(at) => bail!(
             "{} ({}) offers a key marked @revoked at {at}: not connecting",
@@ -328,18 +364,8 @@ fn check_host_key(
         ),
         Verdict::Unknown => {}
     }
-    let known = keys.check(&names, target.port, &key) == Verdict::Known;
     match &opts.fingerprint {
-        Some(expected) if *expected == offered => {}
-        None if known => {}
-        Some(expected) => bail!(
-            "{} ({}) offers {} {offered}, not {expected}: nothing was done\n  hint: this is \
-             not the server the provider described, or someone is in between; check the \
-             fingerprint on the provider's console",
-            opts.name,
-            target.address,
-            key.algorithm()
-        ),
+        Some(_) => {}
         None => {
             println!(
                 "{} ({}) offers the host key {} {offered}",
@@ -377,7 +403,9 @@ async fn first_login(
 ) -> anyhow::Result<(Option<Password>, String)> {
     let (session, password) = match ssh::connect(target, keys.clone()).await {
         Ok(session) => (session, None),
-        Err(ConnectError::Auth { .. }) => {
+        // Refused keys, or a disconnection once sshd's MaxAuthTries ran out
+        // (an admin with many keys): the provider's password, then.
+        Err(ConnectError::Auth { .. } | ConnectError::Ssh { .. }) => {
             let text = process::read_password(
                 &format!(
                     "{}@{}'s password (from the provider): ",

@@ -48,8 +48,30 @@ pub fn add_host(text: &str, host: &NewHost<'_>, groups: &[String]) -> Result<Str
     })?;
     let entry_indent = indent.unwrap_or(2);
     let pad = " ".repeat(entry_indent);
+    // A one-line entry (`web: {address: 192.0.2.1, ...}`): there already.
+    let flow = format!("{pad}{}: {{", host.name);
+    if let Some(at) = (start + 1..end).find(|&i| lines[i].starts_with(&flow)) {
+        let address = lines[at]
+            .split_once("address:")
+            .map(|(_, rest)| {
+                rest.split([',', '}'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        if address != host.address {
+            return Err(EditError::OtherAddress {
+                name: host.name.to_owned(),
+                address,
+            });
+        }
+    }
+    let flow_existing = (start + 1..end).any(|i| lines[i].starts_with(&flow));
     let existing = (start + 1..end).find(|&i| lines[i] == format!("{pad}{}:", host.name));
     match existing {
+        _ if flow_existing => {}
         Some(at) => {
             let (_, entry_end, _) = block(&lines, entry_indent, host.name)
                 .filter(|(s, _, _)| *s == at)
@@ -317,5 +339,28 @@ mod tests {
             ),
             Err(EditError::BadName { .. })
         ));
+    }
+
+    #[test]
+    fn a_one_line_entry_is_found_too() {
+        let text = "hosts:\n  web: {address: 192.0.2.1, release: trixie}\n";
+        let host = NewHost {
+            name: "web",
+            address: "192.0.2.1",
+            release: None,
+            roles: &[],
+        };
+        assert_eq!(add_host(text, &host, &[]).unwrap(), text);
+        let moved = NewHost {
+            address: "192.0.2.9",
+            ..host
+        };
+        assert_eq!(
+            add_host(text, &moved, &[]),
+            Err(EditError::OtherAddress {
+                name: "web".into(),
+                address: "192.0.2.1".into()
+            })
+        );
     }
 }

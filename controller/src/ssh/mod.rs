@@ -401,6 +401,18 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
         .await
         .map_err(ssh_err)?
         .flatten();
+    // A password is only set for a new server that took none of the keys
+    // already: it goes first, before sshd's MaxAuthTries runs out.
+    if let Some(password) = &target.password {
+        tried.push("a password".into());
+        let result = handle
+            .authenticate_password(target.user.clone(), password.0.as_str())
+            .await
+            .map_err(ssh_err)?;
+        if result.success() {
+            return Ok(());
+        }
+    }
     for path in &target.identities {
         if !path.exists() {
             continue;
@@ -439,16 +451,6 @@ async fn authenticate(handle: &mut Handle<Checker>, target: &Target) -> Result<(
                 Ok(_) => {}
                 Err(err) => tracing::debug!("{}: agent key refused: {err}", target.name),
             }
-        }
-    }
-    if let Some(password) = &target.password {
-        tried.push("a password".into());
-        let result = handle
-            .authenticate_password(target.user.clone(), password.0.as_str())
-            .await
-            .map_err(ssh_err)?;
-        if result.success() {
-            return Ok(());
         }
     }
     Err(ConnectError::Auth {
