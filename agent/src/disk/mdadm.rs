@@ -1382,4 +1382,70 @@ mod tests {
             "{why}"
         );
     }
+
+    /// A start cut short after md2 (the agent killed, a lost connection):
+    /// the next run fails and removes only what is still in, md1 and md0,
+    /// before it waits for the new disk.
+    #[test]
+    fn a_take_out_cut_short_is_finished_by_the_next_run() {
+        use crate::system::testing::Recorder;
+        let dir = tempfile::tempdir().unwrap();
+        let clean =
+            include_str!("../probes/testdata/mdstat/raid1-check-in-progress.check_raid.mdstat");
+        let table = table_of(sfdisk!("sfdisk-json-gpt-raid123-bios4.txt"), "/dev/sda");
+        let plan = plan(&parse_mdstat(clean), "/dev/sdb", Some(&table)).unwrap();
+        let u = Underway {
+            run_id: "r1".into(),
+            admin: "camille@portable".into(),
+            disk: "/dev/sdb".into(),
+            new: "/dev/sdb".into(),
+            started: "2026-12-02T03:00:00Z".into(),
+            plan,
+            size: 8589934592,
+            serial: None,
+            source_serial: None,
+            phase: Phase::Out,
+        };
+        save(&Recorder::new(), dir.path(), Some(&State::Mdadm(u))).unwrap();
+        // md2 lost sdb3 (derived from the sample as --remove would).
+        let mdstat = dir.path().join("mdstat");
+        std::fs::write(
+            &mdstat,
+            clean
+                .replacen("sdb3[0] ", "", 1)
+                .replacen("[2/2] [UU]", "[2/1] [_U]", 1),
+        )
+        .unwrap();
+        let sys = Recorder::new();
+        sys.reply(&["blkid", "-p"], 0, "/dev/sdb: PTTYPE=\"gpt\"\n");
+        let report = super::super::answer_with(
+            &sys,
+            dir.path(),
+            &mdstat,
+            &DiskRequest {
+                run_id: "r2".into(),
+                admin: "camille@portable".into(),
+                disk: "/dev/sdb".into(),
+                new: None,
+                step: DiskStep::Progress,
+            },
+        );
+        let ran: Vec<String> = sys
+            .commands()
+            .into_iter()
+            .filter(|c| c.starts_with("mdadm --manage"))
+            .collect();
+        assert_eq!(
+            ran,
+            [
+                "mdadm --manage /dev/md1 --fail /dev/sdb2",
+                "mdadm --manage /dev/md1 --remove /dev/sdb2",
+                "mdadm --manage /dev/md0 --fail /dev/sdb1",
+                "mdadm --manage /dev/md0 --remove /dev/sdb1",
+            ]
+        );
+        // In this scripted host the members stay listed (nothing really
+        // removes them), so the new disk is not taken for blank.
+        assert!(report.waiting.is_some(), "{report:?}");
+    }
 }
