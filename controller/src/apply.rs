@@ -174,7 +174,7 @@ fn gated(
         );
         // Health before: the gate fails on what the change made critical,
         // not on what was wrong already.
-        let mut links: Vec<(Link, CheckSettings, Result<HealthReport, String>)> =
+        let links: Vec<(Link, CheckSettings, Result<HealthReport, String>)> =
             runtime.block_on(async {
                 let mut tasks = Vec::new();
                 for (host, _) in &members {
@@ -182,8 +182,9 @@ fn gated(
                         Link::new(Target::for_host(inventory, host, &ssh_config), keys.clone());
                     let settings = settings.remove(&host.name).unwrap_or_default();
                     tasks.push(tokio::spawn(async move {
+                        // The link stays open for the gate: one connection
+                        // for the health before and after.
                         let baseline = link.health(&settings).await;
-                        link.close().await;
                         (link, settings, baseline)
                     }));
                 }
@@ -197,30 +198,45 @@ fn gated(
             });
         let (hosts, plans): (Vec<Host>, Vec<Plan>) = members.into_iter().unzip();
         let mut batch_summaries = execute(inventory, hosts, plans, opts)?;
-        for summary in &mut batch_summaries {
-            let Some((link, settings, baseline)) = links
-                .iter_mut()
-                .find(|(l, ..)| l.target.name == summary.host)
-            else {
-                continue;
-            };
-            if !summary.converged() || opts.check {
-                continue;
-            }
-            let verdict = match baseline {
-                Err(why) => Err(format!("no health before the change: {why}")),
-                Ok(baseline) => runtime.block_on(async {
-                    let verdict =
-                        rollout::gate(link, settings, baseline, opts.settle, opts.gate_timeout)
-                            .await;
+        // Every host of the batch is gated at once (each waits --settle).
+        let verdicts: Vec<(String, Result<(), String>)> = runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for (mut link, settings, baseline) in links {
+                let gated = batch_summaries
+                    .iter()
+                    .any(|s| s.host == link.target.name && s.converged())
+                    && !opts.check;
+                let (settle, timeout) = (opts.settle, opts.gate_timeout);
+                tasks.push(tokio::spawn(async move {
+                    let verdict = match (&baseline, gated) {
+                        (_, false) => None,
+                        (Err(why), true) => {
+                            Some(Err(format!("no health before the change: {why}")))
+                        }
+                        (Ok(baseline), true) => Some(
+                            rollout::gate(&mut link, &settings, baseline, settle, timeout).await,
+                        ),
+                    };
                     link.close().await;
-                    verdict
-                }),
+                    verdict.map(|v| (link.target.name.clone(), v))
+                }));
+            }
+            let mut out = Vec::new();
+            for task in tasks {
+                if let Ok(Some(verdict)) = task.await {
+                    out.push(verdict);
+                }
+            }
+            out
+        });
+        for (host, verdict) in verdicts {
+            let Some(summary) = batch_summaries.iter_mut().find(|s| s.host == host) else {
+                continue;
             };
             match verdict {
-                Ok(()) => eprintln!("  {}: healthy", summary.host),
+                Ok(()) => eprintln!("  {host}: healthy"),
                 Err(why) => {
-                    eprintln!("  {}: FAILED its health gate: {why}", summary.host);
+                    eprintln!("  {host}: FAILED its health gate: {why}");
                     summary.gate = Some(why);
                 }
             }

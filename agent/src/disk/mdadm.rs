@@ -707,7 +707,7 @@ fn keeps_a_copy(array: &Array, member: &Member) -> Result<(), String> {
         return Err(format!(
             "{name} is busy with a {} ({}): wait until /proc/mdstat shows it finished, then run \
              this again",
-            action_word(sync.action),
+            sync.action.word(),
             sync.percent
                 .map(|p| format!("{p}% done"))
                 .unwrap_or_else(|| "under way".into())
@@ -738,16 +738,6 @@ fn keeps_a_copy(array: &Array, member: &Member) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn action_word(action: SyncAction) -> &'static str {
-    match action {
-        SyncAction::Resync => "resync",
-        SyncAction::Recovery => "recovery",
-        SyncAction::Reshape => "reshape",
-        SyncAction::Check => "check",
-        SyncAction::Repair => "repair",
-    }
 }
 
 /// The healthy disk to copy the partition table from: the disk of a

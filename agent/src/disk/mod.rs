@@ -286,36 +286,17 @@ fn md_member(sys: &dyn System, mdstat: &Path, disk: &str) -> Option<String> {
 }
 
 fn read_mdstat(sys: &dyn System, mdstat: &Path) -> String {
-    sys.read(mdstat)
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    sys.read_text(&mdstat.to_string_lossy()).unwrap_or_default()
 }
 
 /// In /proc/mdstat's text: the array with `disk` or a partition of it
 /// (`sda1`, `nvme0n1p2`) among its members.
 pub fn md_array_of(mdstat: &str, disk: &str) -> Option<String> {
-    let name = disk.strip_prefix("/dev/")?;
-    mdstat.lines().find_map(|line| {
-        let (array, rest) = line.split_once(" : ")?;
-        // `active raid1 sda1[0] sdb1[1]`: members after the state and level.
-        let member = rest.split_whitespace().skip(2).any(|m| {
-            let dev = m.split('[').next().unwrap_or(m);
-            dev == name
-                || dev.strip_prefix(name).is_some_and(|p| {
-                    // sda -> sda1; nvme0n1 -> nvme0n1p1 (a name ending in a
-                    // digit takes a `p` before the partition number).
-                    let digits = if name.ends_with(|c: char| c.is_ascii_digit()) {
-                        p.strip_prefix('p').unwrap_or("")
-                    } else {
-                        p
-                    };
-                    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
-                })
-        });
-        member.then(|| array.trim().to_owned())
-    })
+    let arrays = crate::probes::mdraid::parse_mdstat(mdstat);
+    mdadm::members_of(&arrays, disk)
+        .into_iter()
+        .next()
+        .map(|m| m.array)
 }
 
 /// The new disk must be another block device, blank (no partition table,

@@ -138,7 +138,7 @@ impl SyncAction {
         })
     }
 
-    fn word(self) -> &'static str {
+    pub fn word(self) -> &'static str {
         match self {
             SyncAction::Resync => "resync",
             SyncAction::Recovery => "recovery",
