@@ -2,7 +2,10 @@
 //!
 //! - Resources run one at a time, in plan order. After the first failure,
 //!   the remaining resources are reported `skipped`: a later resource
-//!   usually depends on an earlier one (config before service).
+//!   usually depends on an earlier one (config before service). The one
+//!   exception is a tenant's `release` that failed and was rolled back,
+//!   when the plan says `keep_going`: the tenant is as it was, so the
+//!   other tenants are still upgraded.
 //! - Package resources are converged together, at the first of them, in one
 //!   apt transaction; each is then reported in its own place.
 //! - A resource that changed notifies its handlers. At the end of each role,
@@ -169,12 +172,16 @@ impl<'a> Engine<'a> {
                 // is reported as what happened to it, not as skipped.
                 let batched = matches!(step.resource, Resource::Package(_))
                     && matches!(self.packages, Some(Ok(_)));
+                self.run.contained_failure = false;
                 let report = if self.failed && !batched {
                     skipped(&role.name, step)
                 } else {
                     self.step(&role.name, step, false)
                 };
-                if report.status == Status::Failed {
+                // A tenant's upgrade rolled back cleanly leaves the host as
+                // it was: `keep_going` upgrades the other tenants.
+                let contained = plan.keep_going && self.run.contained_failure;
+                if report.status == Status::Failed && !contained {
                     self.failed = true;
                 }
                 emit(report);
@@ -438,6 +445,76 @@ mod tests {
             diff: false,
             roles,
             confirm_secs: 30,
+            keep_going: false,
+        }
+    }
+
+    /// A `release` step upgrading `tenant` under `dest` to 2.0, with
+    /// `step PHASE TENANT` commands.
+    fn release(dest: &std::path::Path, tenant: &str) -> Step {
+        let installed = dest.join(format!("installed-{tenant}"));
+        std::fs::write(&installed, "").unwrap();
+        std::os::unix::fs::symlink("../releases/1.0", dest.join("tenants").join(tenant)).unwrap();
+        let argv = |phase: &str| serde_json::json!(["step", phase, tenant]);
+        let resource = serde_json::json!({"release": {
+            "tenant": tenant,
+            "dest": dest,
+            "version": "2.0",
+            "installed": installed,
+            "backup_dir": dest.join("backups").join(tenant),
+            "maintenance_on": argv("on"),
+            "backup": argv("backup"),
+            "upgrade": argv("upgrade"),
+            "restore": argv("restore"),
+            "maintenance_off": argv("off"),
+        }});
+        step(&format!("app/{tenant}"), &[], &resource.to_string())
+    }
+
+    #[test]
+    fn a_tenant_rolled_back_stops_the_others_unless_keep_going() {
+        for keep_going in [false, true] {
+            let state = tempfile::tempdir().unwrap();
+            let dest = tempfile::tempdir().unwrap();
+            for dir in ["releases/1.0", "releases/2.0", "tenants"] {
+                std::fs::create_dir_all(dest.path().join(dir)).unwrap();
+            }
+            let sys = Recorder::new();
+            sys.reply(&["step", "upgrade", "b"], 1, "migration failed\n");
+            let mut plan = plan(
+                false,
+                vec![RolePlan {
+                    name: "app".into(),
+                    resources: ["a", "b", "c"]
+                        .iter()
+                        .map(|t| release(dest.path(), t))
+                        .collect(),
+                    handlers: vec![],
+                }],
+            );
+            plan.keep_going = keep_going;
+            let reports = run(&sys, &plan, state.path());
+            let statuses: Vec<Status> = reports.iter().map(|r| r.status).collect();
+            let last = if keep_going {
+                Status::Changed
+            } else {
+                Status::Skipped
+            };
+            assert_eq!(
+                statuses,
+                [Status::Changed, Status::Failed, last],
+                "keep_going {keep_going}"
+            );
+            let error = reports[1].error.as_deref().unwrap_or_default();
+            assert!(error.contains("rolled back to 1.0"), "{error}");
+            assert!(error.contains("migration failed"), "{error}");
+            let c = std::fs::read_link(dest.path().join("tenants/c")).unwrap();
+            let expected = if keep_going {
+                "../releases/2.0"
+            } else {
+                "../releases/1.0"
+            };
+            assert_eq!(c.display().to_string(), expected);
         }
     }
 

@@ -44,7 +44,7 @@ pub use usage::{UsageItem, UsageMeasure, UsageReport, UsageRequest};
 
 /// Version of the wire protocol. Bumped on any incompatible change; both
 /// sides refuse to go on when the versions differ.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// One line on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +128,10 @@ pub struct Plan {
     /// it is reverted (see [`Step::confirm`]).
     #[serde(default = "default_confirm_secs")]
     pub confirm_secs: u64,
+    /// A tenant's failed `release` (rolled back) does not stop the plan:
+    /// the other tenants are still upgraded (`clou apply --keep-going`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_going: bool,
 }
 
 fn default_confirm_secs() -> u64 {

@@ -24,6 +24,7 @@ pub enum Resource {
     Group(GroupSpec),
     Command(CommandSpec),
     Archive(ArchiveSpec),
+    Release(ReleaseSpec),
 }
 
 impl Resource {
@@ -40,6 +41,7 @@ impl Resource {
             Resource::Group(_) => "group",
             Resource::Command(_) => "command",
             Resource::Archive(_) => "archive",
+            Resource::Release(_) => "release",
         }
     }
 
@@ -57,6 +59,7 @@ impl Resource {
             Resource::Group(s) => s.name.clone(),
             Resource::Command(s) => s.argv.join(" "),
             Resource::Archive(s) => s.dest.clone(),
+            Resource::Release(s) => format!("{}/tenants/{}", s.dest, s.tenant),
         }
     }
 }
@@ -441,6 +444,59 @@ pub struct ArchiveSpec {
     /// How many previous releases to keep besides the current one.
     #[serde(default = "default_keep")]
     pub keep: u32,
+}
+
+/// One tenant's release of an application, switched with the
+/// application's own upgrade procedure.
+///
+/// ```yaml
+/// - release:
+///     for_each: tenants.nextcloud
+///     tenant: "{{item.name}}"
+///     dest: /srv/nextcloud            # the `archive` resource's dest
+///     version: "{{nextcloud_version}}"
+///     installed: "/var/lib/nextcloud/{{item.name}}/config/config.php"
+///     backup_dir: "/var/backups/clou/nextcloud/{{item.name}}"
+///     maintenance_on: [girofle-occ, "{{item.name}}", maintenance:mode, --on]
+///     backup: [girofle-nextcloud-backup, save, "{{item.name}}"]
+///     upgrade: [girofle-occ, "{{item.name}}", upgrade]
+///     restore: [girofle-nextcloud-backup, restore, "{{item.name}}"]
+///     maintenance_off: [girofle-occ, "{{item.name}}", maintenance:mode, --off]
+/// ```
+///
+/// The tenant's code is the link `DEST/tenants/TENANT`, pointing to
+/// `releases/VERSION` (unpacked by an `archive` resource before this one).
+/// When the link already points there, nothing runs. A tenant not yet
+/// installed (no `installed` path) only gets its link. An installed one is
+/// upgraded: maintenance on, backup, link switched, upgrade step,
+/// maintenance off. When the backup or the upgrade step fails, the link is
+/// put back, `restore` runs, maintenance is turned off, and the resource
+/// fails with the step's output; the plan's other tenants are then skipped
+/// unless the plan says `keep_going`. A downgrade is refused: the
+/// tenant's database has been migrated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSpec {
+    /// The tenant's name, which names its link.
+    pub tenant: String,
+    /// Absolute directory holding `releases/` (the `archive`'s dest).
+    pub dest: String,
+    /// The release the tenant must run.
+    pub version: String,
+    /// A path that exists once the tenant's application is installed:
+    /// before that there is nothing to upgrade.
+    pub installed: String,
+    /// Where the backup goes (created root-only): what `backup` writes and
+    /// `restore` reads. The last one is kept until the next upgrade.
+    pub backup_dir: String,
+    pub maintenance_on: Vec<String>,
+    pub backup: Vec<String>,
+    pub upgrade: Vec<String>,
+    pub restore: Vec<String>,
+    pub maintenance_off: Vec<String>,
+    /// Seconds each step may run before it is killed (default 1800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 fn default_strip() -> u32 {

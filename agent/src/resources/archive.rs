@@ -252,15 +252,16 @@ fn unpack_steps(spec: &ArchiveSpec, ctx: &Ctx<'_>, l: &Layout) -> Result<(), Err
 }
 
 /// The releases to remove: all but the `keep` highest versions besides
-/// the one becoming current.
+/// the one becoming current, and never one a tenant still runs.
 fn prunable(spec: &ArchiveSpec, ctx: &Ctx<'_>, l: &Layout) -> Result<Vec<String>, Error> {
     let names = ctx
         .sys
         .list_dir(&l.releases)
         .map_err(Error::io(format!("cannot list {}", l.releases.display())))?;
+    let in_use = tenants_releases(ctx, l)?;
     let mut others = Vec::new();
     for name in names {
-        if name.starts_with('.') || name == spec.version {
+        if name.starts_with('.') || name == spec.version || in_use.contains(&name) {
             continue;
         }
         if let Some(st) = stat(ctx, &l.releases.join(&name))?
@@ -272,6 +273,31 @@ fn prunable(spec: &ArchiveSpec, ctx: &Ctx<'_>, l: &Layout) -> Result<Vec<String>
     others.sort_by(|a, b| version_cmp(b, a));
     let keep = usize::try_from(spec.keep).unwrap_or(usize::MAX);
     Ok(others.into_iter().skip(keep).collect())
+}
+
+/// The releases the tenants' links (`DEST/tenants/*`, kept by the
+/// `release` resource) point to: a tenant not upgraded yet, or rolled
+/// back, still runs its release.
+fn tenants_releases(ctx: &Ctx<'_>, l: &Layout) -> Result<Vec<String>, Error> {
+    let tenants = l.dest.join("tenants");
+    if stat(ctx, &tenants)?.is_none_or(|st| st.kind != FileKind::Dir) {
+        return Ok(Vec::new());
+    }
+    let names = ctx
+        .sys
+        .list_dir(&tenants)
+        .map_err(Error::io(format!("cannot list {}", tenants.display())))?;
+    let mut used = Vec::new();
+    for name in names {
+        let link = tenants.join(&name);
+        if let Ok(target) = ctx.sys.read_link(&link) {
+            let target = target.to_string_lossy();
+            if let Some(version) = target.strip_prefix("../releases/") {
+                used.push(version.to_owned());
+            }
+        }
+    }
+    Ok(used)
 }
 
 fn record(ctx: &mut Ctx<'_>, l: &Layout) {
@@ -451,7 +477,7 @@ fn remove_tree(ctx: &Ctx<'_>, path: &Path) -> Result<(), Error> {
 
 /// Orders release names as versions: digit runs compare as numbers, so
 /// `1.3.9 < 1.3.12` and `9 < 10`.
-fn version_cmp(a: &str, b: &str) -> Ordering {
+pub(crate) fn version_cmp(a: &str, b: &str) -> Ordering {
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
     loop {
         match (x.first(), y.first()) {
@@ -635,6 +661,25 @@ mod tests {
             ]
         );
         assert_eq!(fs::read_to_string(dest.join("current/v")).unwrap(), "1.12");
+    }
+
+    #[test]
+    fn a_release_a_tenant_still_runs_is_never_pruned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app");
+        for version in ["1.9", "1.10", "1.11"] {
+            let (archive, sha) = tarball(tmp.path(), version, &[("v", version)]);
+            run(&spec(&archive, &sha, &dest, version)).unwrap();
+        }
+        fs::create_dir(dest.join("tenants")).unwrap();
+        std::os::unix::fs::symlink("../releases/1.9", dest.join("tenants/late")).unwrap();
+        let (archive, sha) = tarball(tmp.path(), "1.12", &[("v", "1.12")]);
+        let out = run(&spec(&archive, &sha, &dest, "1.12")).unwrap();
+        assert_eq!(
+            out.changes,
+            vec!["download and unpack 1.12", "switch current 1.11 -> 1.12"]
+        );
+        assert!(dest.join("releases/1.9/v").exists());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod group;
 pub mod line;
 pub mod package;
 pub mod paths;
+pub mod release;
 pub mod service;
 pub mod symlink;
 pub mod user;
@@ -77,6 +78,10 @@ pub struct RunState {
     /// In check mode a later resource that needs one of them reports what
     /// it would do instead of failing ("would install, would start").
     pub planned: HashSet<String>,
+    /// The resource that just failed put everything back as it was (a
+    /// tenant's `release` rolled back): with the plan's `keep_going`, the
+    /// run goes on instead of skipping the rest.
+    pub contained_failure: bool,
 }
 
 /// What a resource gets to work with.
@@ -263,6 +268,7 @@ pub fn evaluate(resource: &Resource, ctx: &mut Ctx<'_>) -> Result<Outcome, Error
         Resource::Group(spec) => converge(spec, ctx),
         Resource::Command(spec) => converge(spec, ctx),
         Resource::Archive(spec) => converge(spec, ctx),
+        Resource::Release(spec) => converge(spec, ctx),
     }
 }
 
