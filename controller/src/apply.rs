@@ -50,6 +50,9 @@ pub struct Options {
     pub max_fail: usize,
     pub settle: Duration,
     pub gate_timeout: Duration,
+    /// `--keep-going`: a tenant's failed (rolled back) upgrade does not
+    /// stop the host's other tenants.
+    pub keep_going: bool,
 }
 
 /// How long a confirm change waits for its confirmation by default.
@@ -298,6 +301,7 @@ pub fn prepare(inventory: &Inventory, opts: &Options) -> anyhow::Result<(Vec<Hos
                     } else {
                         opts.confirm_timeout
                     },
+                    keep_going: opts.keep_going,
                 })
             }
             Err(err) => {

@@ -105,6 +105,10 @@ pub struct ApplyArgs {
     /// With --serial: seconds a host may take to be healthy again.
     #[arg(long, default_value_t = 60)]
     pub gate_timeout: u64,
+    /// When a tenant's application upgrade fails (and is rolled back), go
+    /// on with the host's other tenants instead of stopping there.
+    #[arg(long)]
+    pub keep_going: bool,
     /// Apply to the lab replica of the inventory instead of the real hosts.
     #[arg(long = "in-lab")]
     pub in_lab: bool,

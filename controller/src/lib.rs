@@ -100,6 +100,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 max_fail: args.max_fail,
                 settle: Duration::from_secs(args.settle),
                 gate_timeout: Duration::from_secs(args.gate_timeout),
+                keep_going: args.keep_going,
             };
             apply::run(&path, &opts)
         }

@@ -839,7 +839,7 @@ impl RoleBuilder<'_, '_> {
                     format!("unknown resource kind `{}`", item.kind),
                     Some(
                         "kinds are file, directory, symlink, line, package, service, user, \
-                                 group, command, archive",
+                                 group, command, archive, release",
                     ),
                 )
             } else {

@@ -125,10 +125,14 @@ pub fn build_all(
     let out_dir = repo_dir.join(REPO_DIR);
     std::fs::create_dir_all(&out_dir).map_err(io_err("creating", &out_dir))?;
     let mut artifacts = Vec::new();
+    let mut keep: BTreeSet<String> = BTreeSet::new();
     for (app, source) in sources {
-        artifacts.push(build(app, source, &out_dir)?);
+        let artifact = build(app, source, &out_dir)?;
+        let next = build_next(&artifact, source, &out_dir)?;
+        keep.insert(artifact.file_name.clone());
+        keep.insert(next.file_name);
+        artifacts.push(artifact);
     }
-    let keep: BTreeSet<&str> = artifacts.iter().map(|a| a.file_name.as_str()).collect();
     for entry in std::fs::read_dir(&out_dir)
         .map_err(io_err("reading", &out_dir))?
         .flatten()
@@ -140,6 +144,35 @@ pub fn build_all(
         }
     }
     Ok(artifacts)
+}
+
+/// The release after `version`, which the lab packs beside each stand-in
+/// so that an application upgrade can be rehearsed: the last number before
+/// the suffix, plus one (`33.0.9-lab` -> `33.0.10-lab`).
+pub fn next_version(version: &str) -> String {
+    let stem = version.strip_suffix(VERSION_SUFFIX).unwrap_or(version);
+    let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, last) = stem.split_at(stem.len() - digits);
+    let next = last.parse::<u64>().map_or(1, |n| n + 1);
+    format!("{head}{next}{VERSION_SUFFIX}")
+}
+
+/// Packs the same stand-in as [`next_version`] of `current`: the tree
+/// copied with only its VERSION changed.
+fn build_next(current: &Artifact, source: &Path, out_dir: &Path) -> Result<Artifact, LabError> {
+    let version = next_version(&current.version);
+    let tree = out_dir.join(format!(".{}-{version}.tree", current.app));
+    if tree.exists() {
+        std::fs::remove_dir_all(&tree).map_err(io_err("removing", &tree))?;
+    }
+    let result = (|| {
+        process::run(Command::new("cp").arg("-a").arg(source).arg(&tree))?;
+        let path = tree.join("VERSION");
+        std::fs::write(&path, format!("{version}\n")).map_err(io_err("writing", &path))?;
+        build(&current.app, &tree, out_dir)
+    })();
+    let _ = std::fs::remove_dir_all(&tree);
+    result
 }
 
 /// Packs the stand-in of `app` at `source` into `out_dir`.
@@ -349,6 +382,28 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, [built[0].file_name.clone()]);
+        // The stand-in, and its next release for rehearsing an upgrade.
+        assert_eq!(
+            left,
+            [
+                built[0].file_name.clone(),
+                "nextcloud-29.0.5-lab.tar.gz".to_owned()
+            ]
+        );
+        assert_eq!(built.len(), 1, "the overlay pins the stand-in itself");
+        let next = repo.join(REPO_DIR).join("nextcloud-29.0.5-lab.tar.gz");
+        let listing = listing(&next);
+        assert!(
+            listing.contains("nextcloud-29.0.5-lab/index.php"),
+            "{listing}"
+        );
+    }
+
+    #[test]
+    fn the_next_release_bumps_the_last_number() {
+        assert_eq!(next_version("33.0.9-lab"), "33.0.10-lab");
+        assert_eq!(next_version("1.3.12-lab"), "1.3.13-lab");
+        assert_eq!(next_version("v25-lab"), "v26-lab");
+        assert_eq!(next_version("stable-lab"), "stable1-lab");
     }
 }
