@@ -23,5 +23,10 @@ $c = config();
 if (empty($c['installed'])) {
     fail('Nextcloud is not installed');
 }
+// Upstream's cron.php does nothing during maintenance or before an upgrade.
+if (LabNextcloud\unavailable($c) !== null) {
+    echo LabNextcloud\unavailable($c), " Skipping cron.\n";
+    exit(0);
+}
 $db = db($c);
 set_app_value($db, $c, 'core', 'lastcron', (string) time());

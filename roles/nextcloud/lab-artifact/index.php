@@ -14,6 +14,12 @@ if (empty($c['installed'])) {
     echo "<!DOCTYPE html><title>Nextcloud</title><p>Nextcloud is not installed.</p>\n";
     exit;
 }
+$down = LabNextcloud\unavailable($c);
+if ($down !== null) {
+    http_response_code(503);
+    echo "<!DOCTYPE html><title>Nextcloud</title><p>" . htmlspecialchars($down, ENT_QUOTES) . "</p>\n";
+    exit;
+}
 $host = strtolower(preg_replace('/:\d+$/', '', $_SERVER['HTTP_HOST'] ?? ''));
 if (!in_array($host, array_map('strtolower', $c['trusted_domains'] ?? array()), true)) {
     http_response_code(400);

@@ -3,11 +3,15 @@
 require_once __DIR__ . '/lib/base.php';
 header('Content-Type: application/json');
 $c = LabNextcloud\config();
+$down = LabNextcloud\unavailable($c);
+if ($down !== null) {
+    http_response_code(503);
+}
 echo json_encode(array(
     'installed' => !empty($c['installed']),
-    'maintenance' => false,
-    'needsDbUpgrade' => false,
-    'version' => '33.0.9.1',
+    'maintenance' => !empty($c['maintenance']),
+    'needsDbUpgrade' => !empty($c['installed']) && ($c['version'] ?? '') !== LabNextcloud\version(),
+    'version' => $c['version'] ?? '',
     'versionstring' => LabNextcloud\version(),
     'edition' => '',
     'productname' => 'Nextcloud (lab stand-in)',

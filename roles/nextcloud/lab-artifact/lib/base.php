@@ -94,8 +94,24 @@ function set_app_value(\PDO $db, array $c, string $app, string $key, string $val
     $q->execute(array($app, $key, $value));
 }
 
+/** The code's version: its VERSION (the lab packs one tree under two). */
 function version(): string
 {
-    require SERVERROOT . '/version.php';
-    return $OC_VersionString;
+    return trim((string) file_get_contents(SERVERROOT . '/VERSION'));
+}
+
+/**
+ * What stops the instance from serving: maintenance mode, or code newer
+ * than the database (upstream's "update needed" page until occ upgrade).
+ */
+function unavailable(array $c): ?string
+{
+    if (!empty($c['maintenance'])) {
+        return 'This Nextcloud instance is currently in maintenance mode.';
+    }
+    if (!empty($c['installed']) && ($c['version'] ?? '') !== version()) {
+        return 'Nextcloud will be updated to version ' . version() . ' (the database is at '
+            . ($c['version'] ?? 'none') . ').';
+    }
+    return null;
 }
