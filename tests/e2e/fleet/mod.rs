@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 use clou_tests::TestLab;
 use libtest_mimic::Failed;
 
+/// A Nextcloud release rolled out tenant by tenant, one rolled back.
+mod app_upgrade;
 /// Sites, php pools, databases and applications per tenant.
 mod apps;
 /// The backup server and its clients.
@@ -168,5 +170,7 @@ pub fn tests() -> Vec<(&'static str, Test)> {
     tests.extend_from_slice(mail::TESTS);
     tests.extend_from_slice(backup::TESTS);
     tests.extend_from_slice(monitoring::TESTS);
+    // Last: the fleet then runs the next Nextcloud release.
+    tests.extend_from_slice(app_upgrade::TESTS);
     tests
 }
