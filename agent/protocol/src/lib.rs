@@ -296,6 +296,7 @@ mod tests {
             check: true,
             diff: false,
             confirm_secs: 30,
+            keep_going: true,
             roles: vec![RolePlan {
                 name: "base".into(),
                 resources: vec![Step {
