@@ -29,6 +29,10 @@ pub const TESTS: &[(&str, crate::Test)] = &[
         "upgrade::a_host_that_needs_a_reboot_is_rebooted_and_waited_for",
         a_host_that_needs_a_reboot_is_rebooted_and_waited_for,
     ),
+    (
+        "upgrade::named_packages_in_shares_of_the_fleet_go_on_past_a_tolerated_failure",
+        named_packages_in_shares_of_the_fleet_go_on_past_a_tolerated_failure,
+    ),
 ];
 
 /// Fast gates: the lab's service fails at once or not at all.
@@ -293,6 +297,52 @@ fn a_host_that_needs_a_reboot_is_rebooted_and_waited_for() -> Result<(), Failed>
     );
     assert!(
         journal.contains("linux-image-6.12.99-clou-lab"),
+        "{journal}"
+    );
+    Ok(())
+}
+
+/// `--packages` upgrades only what it names, `--serial 50%` makes batches
+/// of two hosts and one, and `--max-fail 1` tolerates bravo's failure: the
+/// rollout goes on to charlie, and the run still says a host failed.
+fn named_packages_in_shares_of_the_fleet_go_on_past_a_tolerated_failure() -> Result<(), Failed> {
+    let lab = lab()?;
+    start_from_version_one()?;
+    let mut args = vec![
+        "--yes",
+        "--packages",
+        "clou-lab-hello",
+        "--serial",
+        "50%",
+        "--max-fail",
+        "1",
+    ];
+    args.extend_from_slice(GATE);
+    let (code, stdout, stderr) = upgrade(&args);
+    assert_eq!(code, Some(1), "bravo failed:\n{stdout}{stderr}");
+    assert!(stdout.contains("batch 1/2: alpha, bravo"), "{stdout}");
+    assert!(stdout.contains("batch 2/2: charlie"), "{stdout}");
+    assert!(stdout.contains("bravo failed (gate)"), "{stdout}");
+
+    for host in ["alpha", "charlie"] {
+        assert_eq!(
+            hello(host)?,
+            ("2.0-1".to_owned(), "active 2.0".to_owned()),
+            "{host}"
+        );
+    }
+    let (installed, running) = hello("bravo")?;
+    assert_eq!(installed, "2.0-1");
+    assert!(!running.starts_with("active"), "bravo: {running}");
+
+    // Before and after, in the host's journal.
+    let journal = lab.ssh_ok(
+        "charlie",
+        "grep -F '\"upgrade ' /var/lib/clou/journal.jsonl | tail -n 5",
+    );
+    let last = journal.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("upgrade clou-lab-hello 1.0-1 -> 2.0-1"),
         "{journal}"
     );
     Ok(())
