@@ -329,6 +329,22 @@ fn print_status(lab: &Lab, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if !json {
+        let next = lab::artifacts::rehearsals(&lab.repo_dir());
+        if !next.is_empty() {
+            println!(
+                "to rehearse an application upgrade, the lab packed each stand-in's next release:"
+            );
+        }
+        for artifact in next {
+            let pins: Vec<String> = artifact
+                .vars()
+                .into_iter()
+                .map(|(k, v)| format!("-e {k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            println!("  clou apply --in-lab {}", pins.join(" "));
+        }
+    }
     let all_up = rows.iter().all(|r| r.running && r.ssh);
     Ok(ExitCode::from(if all_up {
         EXIT_OK

@@ -22,6 +22,13 @@
 //! only a clean rollback lets the plan go on with `keep_going`
 //! ([`RunState::contained_failure`](super::RunState)); a failed rollback
 //! leaves the tenant in maintenance mode and stops the run.
+//!
+//! An upgrade cut short (connection lost, agent killed, host rebooted)
+//! leaves `BACKUP_DIR/upgrade-in-progress`, written once maintenance is on
+//! and again once the backup is complete. The next run finds it and first
+//! puts the tenant back where it was (its link, and its backup restored if
+//! the backup was complete) before upgrading it again, instead of trusting
+//! a link that was switched before a migration that never finished.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,7 +36,7 @@ use std::path::{Path, PathBuf};
 use clou_protocol::resource::ReleaseSpec;
 
 use super::archive::version_cmp;
-use super::paths::{NewPerms, create_dir, missing_parents, stat};
+use super::paths::{NewPerms, create_dir, missing_parents, stat, write};
 use super::{Ctx, Differences, Error, Kind, absolute};
 use crate::system::{Cmd, FileKind, Perms};
 
@@ -43,6 +50,12 @@ pub enum Change {
     CreateDir(PathBuf),
     /// A tenant whose application is not installed yet: its link only.
     Link { tenant: String, to: String },
+    /// An upgrade cut short: back to where it started first.
+    Resume {
+        tenant: String,
+        interrupted: Marker,
+        backup_dir: String,
+    },
     /// The whole procedure.
     Upgrade {
         tenant: String,
@@ -64,6 +77,21 @@ impl fmt::Display for Change {
                     "point tenant {tenant} to release {to} (not installed yet)"
                 )
             }
+            Change::Resume {
+                tenant,
+                interrupted: m,
+                backup_dir,
+            } => write!(
+                f,
+                "finish tenant {tenant}'s upgrade to {} cut short: back to {}{}",
+                m.to,
+                m.from.as_deref().unwrap_or("(no link)"),
+                if m.saved {
+                    format!(", database and config restored from {backup_dir}")
+                } else {
+                    String::new()
+                }
+            ),
             Change::Upgrade {
                 tenant,
                 from,
@@ -79,6 +107,43 @@ impl fmt::Display for Change {
     }
 }
 
+/// What `upgrade-in-progress` records of an upgrade under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The release the tenant ran before (none: it had no link).
+    pub from: Option<String>,
+    pub to: String,
+    /// The backup was complete: a rollback restores it.
+    pub saved: bool,
+}
+
+impl Marker {
+    fn text(&self) -> String {
+        format!(
+            "{} {} {}\n",
+            self.from.as_deref().unwrap_or("-"),
+            self.to,
+            if self.saved { "saved" } else { "started" }
+        )
+    }
+
+    fn parse(text: &str) -> Option<Marker> {
+        let mut words = text.split_whitespace();
+        let from = words.next()?;
+        let to = words.next()?.to_owned();
+        let saved = match words.next()? {
+            "saved" => true,
+            "started" => false,
+            _ => return None,
+        };
+        Some(Marker {
+            from: (from != "-").then(|| from.to_owned()),
+            to,
+            saved,
+        })
+    }
+}
+
 /// The spec's paths.
 #[derive(Debug)]
 struct Layout {
@@ -89,6 +154,8 @@ struct Layout {
     release: PathBuf,
     installed: PathBuf,
     backup_dir: PathBuf,
+    /// `BACKUP_DIR/upgrade-in-progress`.
+    marker: PathBuf,
 }
 
 /// What the link holds for `version`.
@@ -140,8 +207,44 @@ fn layout(spec: &ReleaseSpec) -> Result<Layout, Error> {
         tenants,
         release: dest.join("releases").join(&spec.version),
         installed: absolute(&spec.installed)?.to_path_buf(),
+        marker: absolute(&spec.backup_dir)?.join("upgrade-in-progress"),
         backup_dir: absolute(&spec.backup_dir)?.to_path_buf(),
     })
+}
+
+/// The marker of an upgrade cut short, if any.
+fn interrupted(ctx: &Ctx<'_>, l: &Layout) -> Result<Option<Marker>, Error> {
+    let Some(bytes) = ctx
+        .sys
+        .read(&l.marker)
+        .map_err(Error::io(format!("cannot read {}", l.marker.display())))?
+    else {
+        return Ok(None);
+    };
+    Marker::parse(&String::from_utf8_lossy(&bytes))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} does not say where the upgrade it records was (expected \"FROM TO \
+                 started|saved\"); check the tenant by hand, then remove it",
+                l.marker.display()
+            ))
+        })
+}
+
+fn mark(ctx: &Ctx<'_>, l: &Layout, marker: &Marker) -> Result<(), Error> {
+    let perms = Perms {
+        uid: 0,
+        gid: 0,
+        mode: 0o600,
+    };
+    write(ctx, &l.marker, marker.text().as_bytes(), perms)
+}
+
+fn unmark(ctx: &Ctx<'_>, l: &Layout) -> Result<(), Error> {
+    ctx.sys
+        .remove_file(&l.marker)
+        .map_err(Error::io(format!("cannot remove {}", l.marker.display())))
 }
 
 /// The release the tenant's link points to now, if it exists.
@@ -177,11 +280,25 @@ impl Kind for ReleaseSpec {
                 l.release.display()
             )));
         }
-        let from = linked(ctx, &l)?;
-        if from.as_deref() == Some(self.version.as_str()) {
-            return Ok(Differences::none());
-        }
+        let marker = interrupted(ctx, &l)?;
         let mut changes = Vec::new();
+        // Cut short: the link may already point to a release whose
+        // migration never finished.
+        let from = match marker {
+            Some(m) => {
+                let from = m.from.clone();
+                changes.push(Change::Resume {
+                    tenant: self.tenant.clone(),
+                    interrupted: m,
+                    backup_dir: self.backup_dir.clone(),
+                });
+                from
+            }
+            None => linked(ctx, &l)?,
+        };
+        if from.as_deref() == Some(self.version.as_str()) {
+            return Ok(Differences::of(changes));
+        }
         if stat(ctx, &l.tenants)?.is_none() {
             changes.extend(
                 missing_parents(ctx, &l.tenants)?
@@ -226,6 +343,7 @@ impl Kind for ReleaseSpec {
             match change {
                 Change::CreateDir(path) => create_dir(ctx, path, &NewPerms::root(0o755))?,
                 Change::Link { to, .. } => point(ctx, &l, to)?,
+                Change::Resume { interrupted, .. } => resume(self, ctx, &l, interrupted)?,
                 Change::Upgrade { from, .. } => upgrade(self, ctx, &l, from.as_deref())?,
             }
         }
@@ -281,6 +399,26 @@ fn backup_dir(ctx: &Ctx<'_>, l: &Layout) -> Result<(), Error> {
         )))
 }
 
+/// Puts a tenant whose upgrade was cut short back where it started.
+fn resume(spec: &ReleaseSpec, ctx: &Ctx<'_>, l: &Layout, m: &Marker) -> Result<(), Error> {
+    let tenant = &spec.tenant;
+    if let Some(from) = &m.from {
+        point(ctx, l, from)?;
+    }
+    if m.saved {
+        run_step(spec, ctx, &spec.restore).map_err(|err| {
+            Error::Invalid(format!(
+                "tenant {tenant}: its upgrade to {} was cut short, and restoring its backup \
+                 from {} failed: {err}. It is left in maintenance mode",
+                m.to,
+                l.backup_dir.display()
+            ))
+        })?;
+    }
+    run_step(spec, ctx, &spec.maintenance_off)?;
+    unmark(ctx, l)
+}
+
 /// The whole procedure for an installed tenant. On failure, the tenant is
 /// put back as it was and `ctx.run.contained_failure` says whether that
 /// worked.
@@ -306,13 +444,29 @@ fn upgrade(
              (still {was}): {err}"
         )));
     }
+    let mut marker = Marker {
+        from: from.map(str::to_owned),
+        to: to.clone(),
+        saved: false,
+    };
+    mark(ctx, l, &marker)?;
 
     // Nothing has changed yet but the maintenance flag.
     let prepared = run_step(spec, ctx, &spec.backup).map_err(|e| ("backup", e));
+    let prepared = prepared.and_then(|()| {
+        marker.saved = true;
+        mark(ctx, l, &marker).map_err(|e| ("backup", e))
+    });
     let switched = prepared.and_then(|()| point(ctx, l, to).map_err(|e| ("switch", e)));
     if let Err((what, err)) = switched {
+        // Nothing to restore: the backup is not trusted, the link unchanged.
+        if let Some(from) = from {
+            point(ctx, l, from)?;
+        }
         let off = run_step(spec, ctx, &spec.maintenance_off);
-        ctx.run.contained_failure = off.is_ok();
+        // A tenant that had no link keeps the one it was just given: not
+        // as it was, so the run stops (and the next one resumes).
+        ctx.run.contained_failure = from.is_some() && off.is_ok() && unmark(ctx, l).is_ok();
         return Err(Error::Invalid(match off {
             Ok(()) => format!(
                 "tenant {tenant}: the {what} failed before anything was upgraded; it still runs \
@@ -346,7 +500,7 @@ fn upgrade(
         return Err(Error::Invalid(match rolled_back {
             Ok(()) => match run_step(spec, ctx, &spec.maintenance_off) {
                 Ok(()) => {
-                    ctx.run.contained_failure = true;
+                    ctx.run.contained_failure = unmark(ctx, l).is_ok();
                     format!(
                         "tenant {tenant}: the upgrade step to {to} failed; rolled back to {was} \
                          (code link, and database and config restored from {}): {err}",
@@ -373,7 +527,8 @@ fn upgrade(
             "tenant {tenant}: upgraded to {to}, but maintenance mode could not be turned off: \
              {err}"
         ))
-    })
+    })?;
+    unmark(ctx, l)
 }
 
 #[cfg(test)]
@@ -594,6 +749,75 @@ mod tests {
         assert!(err.contains("no release to go back to"), "{err}");
         assert!(!contained);
         assert_eq!(sys.commands().last().unwrap(), "step restore amap");
+    }
+
+    #[test]
+    fn an_upgrade_cut_short_is_rolled_back_before_it_is_done_again() {
+        let dir = dest();
+        // Cut short after the switch: the link says 2.0, the migration
+        // never finished.
+        let link_path = dir.path().join("tenants/amap");
+        fs::remove_file(&link_path).unwrap();
+        std::os::unix::fs::symlink("../releases/2.0", &link_path).unwrap();
+        fs::create_dir_all(dir.path().join("backups/amap")).unwrap();
+        let marker = dir.path().join("backups/amap/upgrade-in-progress");
+        fs::write(&marker, "1.0 2.0 saved\n").unwrap();
+
+        let sys = Recorder::new();
+        let (result, _) = run(&sys, &spec(dir.path(), "2.0"), false);
+        let changes = result.unwrap().changes;
+        assert!(
+            changes[0].starts_with("finish tenant amap's upgrade to 2.0 cut short: back to 1.0"),
+            "{changes:?}"
+        );
+        assert!(
+            changes[1].starts_with("upgrade tenant amap 1.0 -> 2.0"),
+            "{changes:?}"
+        );
+        assert_eq!(
+            sys.commands(),
+            [
+                "step restore amap",
+                "step off amap",
+                "step on amap",
+                "step backup amap",
+                "step upgrade amap",
+                "step off amap"
+            ]
+        );
+        assert_eq!(link(dir.path()), "../releases/2.0");
+        assert!(!marker.exists(), "done: no marker left");
+    }
+
+    #[test]
+    fn an_upgrade_cut_before_its_backup_only_turns_maintenance_off() {
+        let dir = dest();
+        fs::create_dir_all(dir.path().join("backups/amap")).unwrap();
+        let marker = dir.path().join("backups/amap/upgrade-in-progress");
+        fs::write(&marker, "1.0 2.0 started\n").unwrap();
+        // The admin pinned 1.0 again meanwhile: nothing to upgrade after.
+        let sys = Recorder::new();
+        let (result, _) = run(&sys, &spec(dir.path(), "1.0"), false);
+        assert_eq!(result.unwrap().changes.len(), 1);
+        assert_eq!(sys.commands(), ["step off amap"]);
+        assert_eq!(link(dir.path()), "../releases/1.0");
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn a_marker_is_left_only_while_an_upgrade_is_under_way() {
+        let dir = dest();
+        let marker = dir.path().join("backups/amap/upgrade-in-progress");
+        let sys = Recorder::new();
+        sys.reply(&["step", "upgrade"], 1, "boom\n");
+        sys.reply(&["step", "restore"], 1, "restore failed\n");
+        let (result, _) = run(&sys, &spec(dir.path(), "2.0"), false);
+        assert!(result.is_err());
+        assert_eq!(fs::read_to_string(&marker).unwrap(), "1.0 2.0 saved\n");
+        // A clean run removes it.
+        let (result, _) = run(&Recorder::new(), &spec(dir.path(), "2.0"), false);
+        result.unwrap();
+        assert!(!marker.exists());
     }
 
     #[test]

@@ -157,6 +157,41 @@ pub fn next_version(version: &str) -> String {
     format!("{head}{next}{VERSION_SUFFIX}")
 }
 
+/// The next releases packed in `repo_dir` (see [`next_version`]), each as
+/// the `-e` vars that pin it: how to rehearse an application upgrade.
+pub fn rehearsals(repo_dir: &Path) -> Vec<Artifact> {
+    let dir = repo_dir.join(REPO_DIR);
+    let names: BTreeSet<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut next = Vec::new();
+    for name in &names {
+        let Some(stem) = name.strip_suffix(".tar.gz") else {
+            continue;
+        };
+        for (i, _) in stem.match_indices('-') {
+            let (app, version) = (&stem[..i], &stem[i + 1..]);
+            let candidate = next_version(version);
+            let file_name = format!("{app}-{candidate}.tar.gz");
+            if !version.ends_with(VERSION_SUFFIX) || !names.contains(&file_name) {
+                continue;
+            }
+            if let Ok(bytes) = std::fs::read(dir.join(&file_name)) {
+                next.push(Artifact {
+                    app: app.to_owned(),
+                    version: candidate,
+                    file_name,
+                    sha256: format!("{:x}", Sha256::digest(&bytes)),
+                });
+            }
+        }
+    }
+    next
+}
+
 /// Packs the same stand-in as [`next_version`] of `current`: the tree
 /// copied with only its VERSION changed.
 fn build_next(current: &Artifact, source: &Path, out_dir: &Path) -> Result<Artifact, LabError> {
@@ -391,6 +426,13 @@ mod tests {
             ]
         );
         assert_eq!(built.len(), 1, "the overlay pins the stand-in itself");
+        let next = rehearsals(&repo);
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert_eq!(next[0].version, "29.0.5-lab");
+        assert_eq!(
+            next[0].vars()["nextcloud_url"],
+            "file:///srv/clou-lab/apt/artifacts/nextcloud-29.0.5-lab.tar.gz"
+        );
         let next = repo.join(REPO_DIR).join("nextcloud-29.0.5-lab.tar.gz");
         let listing = listing(&next);
         assert!(
