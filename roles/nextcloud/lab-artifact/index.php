@@ -4,6 +4,7 @@
 // chain: nginx vhost, php-fpm pool, config directory, PostgreSQL.
 
 require_once __DIR__ . '/lib/base.php';
+LabNextcloud\fail_if_broken();
 
 use function LabNextcloud\{config, db, app_value, prefix};
 

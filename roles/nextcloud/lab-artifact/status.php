@@ -1,6 +1,7 @@
 <?php
 // LAB ARTIFACT (see LAB-ARTIFACT.md): upstream's status.php answer.
 require_once __DIR__ . '/lib/base.php';
+LabNextcloud\fail_if_broken();
 header('Content-Type: application/json');
 $c = LabNextcloud\config();
 $down = LabNextcloud\unavailable($c);

@@ -106,13 +106,18 @@ fn nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one() -> Result<(
         format!("nextcloud_url={}", clou::lab::repo::url_of(&file)),
         format!("nextcloud_sha256={}", sha.trim()),
     ];
-    let apply = |more: &[&str]| {
-        let mut args = vec!["--json", "--limit", HOST];
+    let apply_on = |limit: &str, more: &[&str]| {
+        let mut args = vec!["--limit", limit];
         for p in &pin {
             args.extend(["-e", p.as_str()]);
         }
         args.extend_from_slice(more);
         lab.apply(&args)
+    };
+    let apply = |more: &[&str]| {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(more);
+        apply_on(HOST, &args)
     };
     for (name, domain) in TENANTS {
         assert_eq!(seen(name, domain)?, untouched(&current), "{name} before");
@@ -189,13 +194,44 @@ fn nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one() -> Result<(
     assert_eq!(seen(FAILING, TENANTS[1].1)?, untouched(&current));
     assert_eq!(seen("velo-cite", TENANTS[2].1)?, upgraded(&next));
 
-    // Its migration mended, the failing tenant is upgraded too; then
-    // nothing is left to do.
+    // Its migration mended, but the new release's pages fail there (a
+    // fatal error in its code): the upgrade itself works, then the health
+    // gate finds the tenant's declared page answering 500 and the rollout,
+    // one host at a time, stops before web.
     lab.ssh_ok(
         HOST,
-        &format!("rm /var/lib/nextcloud/{FAILING}/config/fail-upgrade"),
+        &format!(
+            "cd /var/lib/nextcloud/{FAILING}/config && rm fail-upgrade && touch broken-{next}"
+        ),
     );
-    apply(&[]).expect_code(0);
+    let gated = apply_on(
+        &format!("{HOST},web"),
+        &["--serial", "1", "--settle", "1", "--gate-timeout", "4"],
+    );
+    gated.expect_code(1);
+    let said = format!("{}{}", gated.stdout, gated.stderr);
+    assert!(said.contains(&format!("batch 1/2: {HOST}")), "{said}");
+    assert!(
+        said.contains(&format!("{HOST}: FAILED its health gate")),
+        "{said}"
+    );
+    assert!(
+        said.contains(TENANTS[1].1),
+        "the page that failed is named: {said}"
+    );
+    assert!(
+        said.contains("the rollout stopped after batch 1 of 2"),
+        "{said}"
+    );
+    assert!(!said.contains("batch 2/2"), "web is not touched: {said}");
+    assert_eq!(seen(FAILING, TENANTS[1].1)?.release, next);
+
+    // The page mended: all three run the new release, with nothing left
+    // to do.
+    lab.ssh_ok(
+        HOST,
+        &format!("rm /var/lib/nextcloud/{FAILING}/config/broken-{next}"),
+    );
     for (name, domain) in TENANTS {
         assert_eq!(seen(name, domain)?, upgraded(&next), "{name} at the end");
     }

@@ -101,6 +101,22 @@ function version(): string
 }
 
 /**
+ * A release that installs and migrates fine but whose pages fail (a PHP
+ * fatal error in new code): the lab makes one with a file
+ * `broken-VERSION` in the tenant's config directory. Answers 500 and stops.
+ */
+function fail_if_broken(): void
+{
+    $marker = config_dir() . 'broken-' . version();
+    if (is_file($marker)) {
+        http_response_code(500);
+        error_log("PHP Fatal error:  Uncaught Error: Call to undefined method OC\\Server::getLabService() (lab: $marker)");
+        echo "Internal Server Error\n";
+        exit;
+    }
+}
+
+/**
  * What stops the instance from serving: maintenance mode, or code newer
  * than the database (upstream's "update needed" page until occ upgrade).
  */
