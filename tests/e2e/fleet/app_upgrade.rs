@@ -7,6 +7,10 @@
 //! upgrades the ones after it. Everything is checked on the host: links,
 //! config.php, the database tables, the pages, the backup and the journal.
 //!
+//! BookStack's wikis go through the same resource with Laravel's own
+//! procedure (`artisan down`, a MariaDB dump, `artisan migrate`, `artisan
+//! up`).
+//!
 //! It runs last of the fleet's tests: after it the fleet runs the next
 //! release, which a plain apply would refuse to downgrade.
 
@@ -14,10 +18,16 @@ use libtest_mimic::Failed;
 
 use super::{Test, fleet};
 
-pub const TESTS: &[(&str, Test)] = &[(
-    "fleet::app_upgrade::nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one",
-    nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one,
-)];
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "fleet::app_upgrade::nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one",
+        nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one,
+    ),
+    (
+        "fleet::app_upgrade::a_bookstack_wiki_whose_migration_fails_is_rolled_back",
+        a_bookstack_wiki_whose_migration_fails_is_rolled_back,
+    ),
+];
 
 const HOST: &str = "nextcloud-data";
 /// The active tenants, in the inventory's order (the plan's order).
@@ -253,5 +263,115 @@ fn nextcloud_upgrades_tenant_by_tenant_and_rolls_back_a_failed_one() -> Result<(
             "{name} after the refused downgrade"
         );
     }
+    Ok(())
+}
+
+/// What `web` says of one wiki: its release, the stand-in's per-release
+/// migrations in its database, whether it is down, and its page's code.
+fn wiki(name: &str, domain: Option<&str>) -> Result<(String, Vec<String>, bool, u16), Failed> {
+    let lab = fleet()?;
+    let release = lab.ssh_ok("web", &format!("readlink /srv/bookstack/tenants/{name}"));
+    let db = format!("bookstack_{}", name.replace('-', "_"));
+    let migrations = lab.ssh_ok(
+        "web",
+        &format!("mariadb -BN -e 'select version from lab_migrations order by version' {db}"),
+    );
+    let down = lab
+        .ssh(
+            "web",
+            &format!("test -e /var/lib/bookstack/{name}/storage/framework/down"),
+        )
+        .status
+        .success();
+    let page = match domain {
+        Some(domain) => super::https("web", domain, "/", "")?.0,
+        None => 0,
+    };
+    Ok((
+        release.trim().trim_start_matches("../releases/").to_owned(),
+        migrations.lines().map(str::to_owned).collect(),
+        down,
+        page,
+    ))
+}
+
+/// The wiki ecole-vive fails its migration: it is rolled back (release,
+/// database), back up and serving, and the archived wiki after it is not
+/// attempted; mended, both are upgraded.
+fn a_bookstack_wiki_whose_migration_fails_is_rolled_back() -> Result<(), Failed> {
+    let lab = fleet()?;
+    let (active, archived) = (("ecole-vive", "wiki.ecole-vive.example.org"), "velo-cite");
+    let (current, migrations, ..) = wiki(active.0, Some(active.1))?;
+    assert_eq!(
+        migrations.as_slice(),
+        std::slice::from_ref(&current),
+        "the first migration ran {current}'s"
+    );
+    let next = clou::lab::artifacts::next_version(&current);
+    let file = format!("artifacts/bookstack-{next}.tar.gz");
+    let sha = lab.ssh_ok(
+        "web",
+        &format!(
+            "sha256sum {}/{file} | cut -d' ' -f1",
+            clou::lab::repo::MOUNT_POINT
+        ),
+    );
+    let pin = [
+        format!("bookstack_version={next}"),
+        format!("bookstack_url={}", clou::lab::repo::url_of(&file)),
+        format!("bookstack_sha256={}", sha.trim()),
+    ];
+    let apply = || {
+        let mut args = vec!["--json", "--limit", "web"];
+        for p in &pin {
+            args.extend(["-e", p.as_str()]);
+        }
+        lab.apply(&args)
+    };
+    lab.ssh_ok(
+        "web",
+        &format!("touch /var/lib/bookstack/{}/storage/fail-upgrade", active.0),
+    );
+
+    let run = apply();
+    run.expect_code(1);
+    let failed = run
+        .events()
+        .into_iter()
+        .find(|e| e["id"] == format!("bookstack/release:/srv/bookstack/tenants/{}", active.0))
+        .unwrap_or_default();
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("rolled back to {current}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        error.contains("Base table or view already exists"),
+        "{error}"
+    );
+    assert_eq!(
+        wiki(active.0, Some(active.1))?,
+        (current.clone(), vec![current.clone()], false, 200),
+        "rolled back: its release, no trace of the failed migration, up and serving"
+    );
+    assert_eq!(wiki(archived, None)?.0, current, "not attempted");
+
+    lab.ssh_ok(
+        "web",
+        &format!("rm /var/lib/bookstack/{}/storage/fail-upgrade", active.0),
+    );
+    apply().expect_code(0);
+    assert_eq!(
+        wiki(active.0, Some(active.1))?,
+        (
+            next.clone(),
+            vec![current.clone(), next.clone()],
+            false,
+            200
+        )
+    );
+    let (release, migrations, ..) = wiki(archived, None)?;
+    assert_eq!((release, migrations), (next.clone(), vec![current, next]));
     Ok(())
 }

@@ -8,6 +8,12 @@ require __DIR__ . '/../bootstrap/app.php';
 use function LabBookstack\{db, env, app_key, setting, storage_path, version};
 
 header('Content-Type: text/html; charset=utf-8');
+// Laravel's maintenance mode (`artisan down`).
+if (is_file(storage_path('framework/down'))) {
+    http_response_code(503);
+    echo "<!DOCTYPE html><title>BookStack</title><p>Service Unavailable</p>\n";
+    exit;
+}
 try {
     app_key();
     $db = db();
