@@ -292,7 +292,7 @@ fn tenants_releases(ctx: &Ctx<'_>, l: &Layout) -> Result<Vec<String>, Error> {
         let link = tenants.join(&name);
         if let Ok(target) = ctx.sys.read_link(&link) {
             let target = target.to_string_lossy();
-            if let Some(version) = target.strip_prefix("../releases/") {
+            if let Some(version) = super::release::release_of(&target) {
                 used.push(version.to_owned());
             }
         }

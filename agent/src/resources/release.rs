@@ -163,12 +163,15 @@ fn target_of(version: &str) -> String {
     format!("../releases/{version}")
 }
 
-/// The release a link target names (`../releases/V` -> `V`).
+/// The release a link target names (`../releases/V` -> `V`), if it is one.
+pub(crate) fn release_of(target: &str) -> Option<&str> {
+    target.strip_prefix("../releases/")
+}
+
+/// What a link target says the tenant runs: its release, or the target
+/// itself when it points elsewhere.
 fn version_of(target: &str) -> String {
-    target
-        .strip_prefix("../releases/")
-        .unwrap_or(target)
-        .to_owned()
+    release_of(target).unwrap_or(target).to_owned()
 }
 
 fn layout(spec: &ReleaseSpec) -> Result<Layout, Error> {
