@@ -367,6 +367,9 @@ impl Kind for ArchiveSpec {
                 let target = target.to_string_lossy();
                 if target != l.link {
                     let from = target.strip_prefix("releases/").unwrap_or(&target);
+                    ctx.run
+                        .shared_before
+                        .insert(self.dest.clone(), from.to_owned());
                     changes.push(Change::Switch {
                         from: Some(from.to_owned()),
                         to: self.version.clone(),

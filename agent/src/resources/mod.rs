@@ -82,6 +82,10 @@ pub struct RunState {
     /// tenant's `release` rolled back): with the plan's `keep_going`, the
     /// run goes on instead of skipping the rest.
     pub contained_failure: bool,
+    /// The release an `archive` resource's `current` pointed to before this
+    /// run switched it, by dest: what tenants without a link of their own
+    /// (the shared-tree layout before per-tenant releases) were running.
+    pub shared_before: std::collections::HashMap<String, String>,
 }
 
 /// What a resource gets to work with.

@@ -15,20 +15,25 @@
 //!
 //! An upgrade is: maintenance on, backup (database and config, into
 //! `backup_dir`), link switched, upgrade step (`occ upgrade`, `artisan
-//! migrate`...), maintenance off. When the backup, the switch or the upgrade
-//! step fails, the tenant is put back as it was: link back, `restore` (only
-//! once something may have changed), maintenance off. The resource then
-//! fails with the step's output, and says whether the rollback worked:
-//! only a clean rollback lets the plan go on with `keep_going`
+//! migrate`...), maintenance off. When a step before the upgrade step's
+//! success fails, the tenant is put back as it was: link back, `restore`
+//! (once the backup is complete), maintenance off. The resource then fails
+//! with the step's output, and says whether the rollback worked: only a
+//! clean rollback lets the plan go on with `keep_going`
 //! ([`RunState::contained_failure`](super::RunState)); a failed rollback
 //! leaves the tenant in maintenance mode and stops the run.
 //!
-//! An upgrade cut short (connection lost, agent killed, host rebooted)
-//! leaves `BACKUP_DIR/upgrade-in-progress`, written once maintenance is on
-//! and again once the backup is complete. The next run finds it and first
-//! puts the tenant back where it was (its link, and its backup restored if
-//! the backup was complete) before upgrading it again, instead of trusting
-//! a link that was switched before a migration that never finished.
+//! A tenant installed before releases were per tenant has no link: it ran
+//! the shared `DEST/current`. It is given a link to the release `current`
+//! pointed to before this run switched it (the `archive` resource records
+//! it), and upgraded from there like any other.
+//!
+//! `BACKUP_DIR/upgrade-in-progress` says how far an upgrade under way got
+//! (`started`, `saved`, `upgraded`, `restored`). A run cut short
+//! (connection lost, agent killed, host rebooted) leaves it, and the next
+//! run finishes what it says first: back to where it started (with the
+//! backup restored once it was complete), or only maintenance off once the
+//! upgrade step or the restore had succeeded.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -48,9 +53,14 @@ const DEFAULT_TIMEOUT: u64 = 1800;
 pub enum Change {
     /// `DEST/tenants`: root:root 0755.
     CreateDir(PathBuf),
-    /// A tenant whose application is not installed yet: its link only.
-    Link { tenant: String, to: String },
-    /// An upgrade cut short: back to where it started first.
+    /// The link alone: to the asked release for a tenant not installed
+    /// yet, or to the release the shared tree ran for one that had none.
+    Link {
+        tenant: String,
+        to: String,
+        why: &'static str,
+    },
+    /// An upgrade cut short: finished first.
     Resume {
         tenant: String,
         interrupted: Marker,
@@ -59,7 +69,7 @@ pub enum Change {
     /// The whole procedure.
     Upgrade {
         tenant: String,
-        from: Option<String>,
+        from: String,
         to: String,
         backup_dir: String,
     },
@@ -71,27 +81,37 @@ impl fmt::Display for Change {
             Change::CreateDir(path) => {
                 write!(f, "create directory {} (root:root 0755)", path.display())
             }
-            Change::Link { tenant, to } => {
-                write!(
-                    f,
-                    "point tenant {tenant} to release {to} (not installed yet)"
-                )
+            Change::Link { tenant, to, why } => {
+                write!(f, "point tenant {tenant} to release {to} ({why})")
             }
             Change::Resume {
                 tenant,
                 interrupted: m,
                 backup_dir,
-            } => write!(
-                f,
-                "finish tenant {tenant}'s upgrade to {} cut short: back to {}{}",
-                m.to,
-                m.from.as_deref().unwrap_or("(no link)"),
-                if m.saved {
-                    format!(", database and config restored from {backup_dir}")
-                } else {
-                    String::new()
-                }
-            ),
+            } => match m.phase {
+                Phase::Started | Phase::Saved => write!(
+                    f,
+                    "finish tenant {tenant}'s upgrade to {} cut short: back to {}{}, maintenance off",
+                    m.to,
+                    m.from,
+                    if m.phase == Phase::Saved {
+                        format!(", database and config restored from {backup_dir}")
+                    } else {
+                        String::new()
+                    }
+                ),
+                Phase::Upgraded => write!(
+                    f,
+                    "finish tenant {tenant}'s upgrade to {} cut short after its upgrade step: \
+                     maintenance off",
+                    m.to
+                ),
+                Phase::Restored => write!(
+                    f,
+                    "finish tenant {tenant}'s rollback to {} cut short: maintenance off",
+                    m.from
+                ),
+            },
             Change::Upgrade {
                 tenant,
                 from,
@@ -99,10 +119,33 @@ impl fmt::Display for Change {
                 backup_dir,
             } => write!(
                 f,
-                "upgrade tenant {tenant} {} -> {to}: maintenance on, backup to {backup_dir}, \
-                 switch, upgrade step, maintenance off (rolled back on failure)",
-                from.as_deref().unwrap_or("(no link)")
+                "upgrade tenant {tenant} {from} -> {to}: maintenance on, backup to {backup_dir}, \
+                 switch, upgrade step, maintenance off (rolled back on failure)"
             ),
+        }
+    }
+}
+
+/// How far an upgrade under way got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Maintenance on; the backup is not complete, nothing else changed.
+    Started,
+    /// The backup is complete; the link may be switched.
+    Saved,
+    /// The upgrade step succeeded: only maintenance is left to turn off.
+    Upgraded,
+    /// Rolled back (link and backup); only maintenance is left to turn off.
+    Restored,
+}
+
+impl Phase {
+    fn word(self) -> &'static str {
+        match self {
+            Phase::Started => "started",
+            Phase::Saved => "saved",
+            Phase::Upgraded => "upgraded",
+            Phase::Restored => "restored",
         }
     }
 }
@@ -110,37 +153,40 @@ impl fmt::Display for Change {
 /// What `upgrade-in-progress` records of an upgrade under way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
-    /// The release the tenant ran before (none: it had no link).
-    pub from: Option<String>,
+    /// The release the tenant ran before.
+    pub from: String,
     pub to: String,
-    /// The backup was complete: a rollback restores it.
-    pub saved: bool,
+    pub phase: Phase,
 }
 
 impl Marker {
     fn text(&self) -> String {
-        format!(
-            "{} {} {}\n",
-            self.from.as_deref().unwrap_or("-"),
-            self.to,
-            if self.saved { "saved" } else { "started" }
-        )
+        format!("{} {} {}\n", self.from, self.to, self.phase.word())
     }
 
     fn parse(text: &str) -> Option<Marker> {
         let mut words = text.split_whitespace();
-        let from = words.next()?;
+        let from = words.next()?.to_owned();
         let to = words.next()?.to_owned();
-        let saved = match words.next()? {
-            "saved" => true,
-            "started" => false,
-            _ => return None,
-        };
-        Some(Marker {
-            from: (from != "-").then(|| from.to_owned()),
-            to,
-            saved,
-        })
+        let word = words.next()?;
+        let phase = [
+            Phase::Started,
+            Phase::Saved,
+            Phase::Upgraded,
+            Phase::Restored,
+        ]
+        .into_iter()
+        .find(|p| p.word() == word)?;
+        Some(Marker { from, to, phase })
+    }
+
+    /// The release the tenant runs once this marker's work is finished.
+    fn runs(&self) -> &str {
+        if self.phase == Phase::Upgraded {
+            &self.to
+        } else {
+            &self.from
+        }
     }
 }
 
@@ -150,8 +196,9 @@ struct Layout {
     tenants: PathBuf,
     /// `DEST/tenants/TENANT`.
     link: PathBuf,
-    /// `DEST/releases/VERSION`.
-    release: PathBuf,
+    releases: PathBuf,
+    /// `DEST/current`, the `archive` resource's link.
+    current: PathBuf,
     installed: PathBuf,
     backup_dir: PathBuf,
     /// `BACKUP_DIR/upgrade-in-progress`.
@@ -165,13 +212,9 @@ fn target_of(version: &str) -> String {
 
 /// The release a link target names (`../releases/V` -> `V`), if it is one.
 pub(crate) fn release_of(target: &str) -> Option<&str> {
-    target.strip_prefix("../releases/")
-}
-
-/// What a link target says the tenant runs: its release, or the target
-/// itself when it points elsewhere.
-fn version_of(target: &str) -> String {
-    release_of(target).unwrap_or(target).to_owned()
+    target
+        .strip_prefix("../releases/")
+        .filter(|v| !v.is_empty() && !v.contains('/'))
 }
 
 fn layout(spec: &ReleaseSpec) -> Result<Layout, Error> {
@@ -183,7 +226,7 @@ fn layout(spec: &ReleaseSpec) -> Result<Layout, Error> {
             spec.tenant
         )));
     }
-    if !name_ok(&spec.version) {
+    if !name_ok(&spec.version) || spec.version.contains(char::is_whitespace) {
         return Err(Error::Invalid(format!(
             "release of {}: version {:?} cannot name a release directory; use something like \"33.0.9\"",
             spec.tenant, spec.version
@@ -205,13 +248,15 @@ fn layout(spec: &ReleaseSpec) -> Result<Layout, Error> {
     }
     let dest = absolute(&spec.dest)?;
     let tenants = dest.join("tenants");
+    let backup_dir = absolute(&spec.backup_dir)?.to_path_buf();
     Ok(Layout {
         link: tenants.join(&spec.tenant),
         tenants,
-        release: dest.join("releases").join(&spec.version),
+        releases: dest.join("releases"),
+        current: dest.join("current"),
         installed: absolute(&spec.installed)?.to_path_buf(),
-        marker: absolute(&spec.backup_dir)?.join("upgrade-in-progress"),
-        backup_dir: absolute(&spec.backup_dir)?.to_path_buf(),
+        marker: backup_dir.join("upgrade-in-progress"),
+        backup_dir,
     })
 }
 
@@ -229,7 +274,7 @@ fn interrupted(ctx: &Ctx<'_>, l: &Layout) -> Result<Option<Marker>, Error> {
         .ok_or_else(|| {
             Error::Invalid(format!(
                 "{} does not say where the upgrade it records was (expected \"FROM TO \
-                 started|saved\"); check the tenant by hand, then remove it",
+                 started|saved|upgraded|restored\"); check the tenant by hand, then remove it",
                 l.marker.display()
             ))
         })
@@ -250,23 +295,46 @@ fn unmark(ctx: &Ctx<'_>, l: &Layout) -> Result<(), Error> {
         .map_err(Error::io(format!("cannot remove {}", l.marker.display())))
 }
 
-/// The release the tenant's link points to now, if it exists.
-fn linked(ctx: &Ctx<'_>, l: &Layout) -> Result<Option<String>, Error> {
-    match stat(ctx, &l.link)? {
+/// The release a link names; an error for a link clou did not make, which
+/// it could not put back.
+fn read_release(ctx: &Ctx<'_>, link: &Path) -> Result<Option<String>, Error> {
+    match stat(ctx, link)? {
         None => Ok(None),
         Some(st) if st.kind == FileKind::Symlink => {
-            let target = ctx.sys.read_link(&l.link).map_err(Error::io(format!(
+            let target = ctx.sys.read_link(link).map_err(Error::io(format!(
                 "cannot read the link {}",
-                l.link.display()
+                link.display()
             )))?;
-            Ok(Some(version_of(&target.to_string_lossy())))
+            let target = target.to_string_lossy();
+            let relative = target
+                .strip_prefix("releases/")
+                .map(|v| format!("../releases/{v}"));
+            let shown = relative.as_deref().unwrap_or(&target);
+            release_of(shown)
+                .map(|v| Some(v.to_owned()))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{} points to {target}, not to one of the releases clou unpacks: it cannot \
+                     tell which release the tenant runs. Point it to ../releases/VERSION by hand",
+                        link.display()
+                    ))
+                })
         }
         Some(st) => Err(Error::Invalid(format!(
             "{} is {}, not a symbolic link; clou never deletes it: move it away",
-            l.link.display(),
+            link.display(),
             st.kind.name()
         ))),
     }
+}
+
+fn downgrade(spec: &ReleaseSpec, runs: &str) -> Error {
+    Error::Invalid(format!(
+        "tenant {} runs {runs}, the plan asks for {}: clou never downgrades an application, its \
+         database was migrated by {runs}. Pin {runs} (or newer) again; to go back, restore the \
+         tenant's backup by hand",
+        spec.tenant, spec.version
+    ))
 }
 
 impl Kind for ReleaseSpec {
@@ -274,32 +342,33 @@ impl Kind for ReleaseSpec {
 
     fn differences(&self, ctx: &mut Ctx<'_>) -> Result<Differences<Change>, Error> {
         let l = layout(self)?;
-        let unpacked = stat(ctx, &l.release)?.is_some_and(|st| st.kind == FileKind::Dir);
-        if !unpacked && !ctx.path_planned(&l.release) {
+        let wanted = l.releases.join(&self.version);
+        let unpacked = stat(ctx, &wanted)?.is_some_and(|st| st.kind == FileKind::Dir);
+        if !unpacked && !ctx.path_planned(&wanted) {
             return Err(Error::Invalid(format!(
                 "release of {}: {} is not unpacked; declare the application's `archive` \
                  resource (same dest and version) before this one",
                 self.tenant,
-                l.release.display()
+                wanted.display()
             )));
         }
-        let marker = interrupted(ctx, &l)?;
+        let tenant = self.tenant.clone();
         let mut changes = Vec::new();
-        // Cut short: the link may already point to a release whose
-        // migration never finished.
-        let from = match marker {
+        // Cut short: the link may point to a release whose migration never
+        // finished; what the marker says comes first.
+        let runs = match interrupted(ctx, &l)? {
             Some(m) => {
-                let from = m.from.clone();
+                let runs = m.runs().to_owned();
                 changes.push(Change::Resume {
-                    tenant: self.tenant.clone(),
+                    tenant: tenant.clone(),
                     interrupted: m,
                     backup_dir: self.backup_dir.clone(),
                 });
-                from
+                Some(runs)
             }
-            None => linked(ctx, &l)?,
+            None => read_release(ctx, &l.link)?,
         };
-        if from.as_deref() == Some(self.version.as_str()) {
+        if runs.as_deref() == Some(self.version.as_str()) {
             return Ok(Differences::of(changes));
         }
         if stat(ctx, &l.tenants)?.is_none() {
@@ -311,33 +380,53 @@ impl Kind for ReleaseSpec {
             changes.push(Change::CreateDir(l.tenants.clone()));
         }
         let installed = stat(ctx, &l.installed)?.is_some();
-        if !installed {
-            changes.push(Change::Link {
-                tenant: self.tenant.clone(),
-                to: self.version.clone(),
-            });
-        } else {
-            if let Some(from) = &from
-                && version_cmp(&self.version, from).is_lt()
-            {
-                return Err(Error::Invalid(format!(
-                    "tenant {} runs {from}, the plan asks for {}: clou never downgrades an \
-                     application, its database was migrated by {from}. Pin {from} (or newer) \
-                     again; to go back, restore the tenant's backup by hand",
-                    self.tenant, self.version
-                )));
+        let from = match runs {
+            Some(runs) => runs,
+            None if !installed => {
+                changes.push(Change::Link {
+                    tenant,
+                    to: self.version.clone(),
+                    why: "not installed yet",
+                });
+                return Ok(planned(ctx, &l, changes));
             }
-            changes.push(Change::Upgrade {
-                tenant: self.tenant.clone(),
-                from,
-                to: self.version.clone(),
-                backup_dir: self.backup_dir.clone(),
-            });
+            // Installed on the shared tree: what `current` served it.
+            None => {
+                let shared = match ctx.run.shared_before.get(&self.dest) {
+                    Some(before) => Some(before.clone()),
+                    None => read_release(ctx, &l.current)?,
+                };
+                let Some(shared) = shared else {
+                    return Err(Error::Invalid(format!(
+                        "tenant {tenant} is installed ({} exists) but has no link of its own \
+                         and {} does not say which release it ran: point {} to \
+                         ../releases/VERSION by hand",
+                        l.installed.display(),
+                        l.current.display(),
+                        l.link.display()
+                    )));
+                };
+                changes.push(Change::Link {
+                    tenant: tenant.clone(),
+                    to: shared.clone(),
+                    why: "the release the shared code ran",
+                });
+                if shared == self.version {
+                    return Ok(planned(ctx, &l, changes));
+                }
+                shared
+            }
+        };
+        if version_cmp(&self.version, &from).is_lt() {
+            return Err(downgrade(self, &from));
         }
-        if ctx.check {
-            ctx.plan(format!("path:{}", l.link.display()));
-        }
-        Ok(Differences::of(changes))
+        changes.push(Change::Upgrade {
+            tenant,
+            from,
+            to: self.version.clone(),
+            backup_dir: self.backup_dir.clone(),
+        });
+        Ok(planned(ctx, &l, changes))
     }
 
     fn apply(&self, ctx: &mut Ctx<'_>, diff: &Differences<Change>) -> Result<(), Error> {
@@ -347,15 +436,32 @@ impl Kind for ReleaseSpec {
                 Change::CreateDir(path) => create_dir(ctx, path, &NewPerms::root(0o755))?,
                 Change::Link { to, .. } => point(ctx, &l, to)?,
                 Change::Resume { interrupted, .. } => resume(self, ctx, &l, interrupted)?,
-                Change::Upgrade { from, .. } => upgrade(self, ctx, &l, from.as_deref())?,
+                Change::Upgrade { from, .. } => upgrade(self, ctx, &l, from)?,
             }
         }
         Ok(())
     }
 }
 
-/// Points the tenant's link to `version`, atomically.
+/// The changes, with the link recorded as planned in check mode.
+fn planned(ctx: &mut Ctx<'_>, l: &Layout, changes: Vec<Change>) -> Differences<Change> {
+    if ctx.check {
+        ctx.plan(format!("path:{}", l.link.display()));
+    }
+    Differences::of(changes)
+}
+
+/// Points the tenant's link to `version`, atomically; the release must
+/// be there (a resumed rollback's may have been pruned by hand).
 fn point(ctx: &Ctx<'_>, l: &Layout, version: &str) -> Result<(), Error> {
+    let release = l.releases.join(version);
+    if stat(ctx, &release)?.is_none() {
+        return Err(Error::Invalid(format!(
+            "cannot point {} to release {version}: {} is gone",
+            l.link.display(),
+            release.display()
+        )));
+    }
     let target = target_of(version);
     ctx.sys
         .symlink_atomic(Path::new(&target), &l.link)
@@ -376,7 +482,7 @@ fn run_step(spec: &ReleaseSpec, ctx: &Ctx<'_>, argv: &[String]) -> Result<(), Er
     ctx.run_ok(&cmd).map(drop)
 }
 
-/// The backup directory and its missing parents, root-only: a database
+/// The backup directory and its missing parents, root's alone: a database
 /// dump is the tenant's data.
 fn backup_dir(ctx: &Ctx<'_>, l: &Layout) -> Result<(), Error> {
     let private = Perms {
@@ -393,144 +499,127 @@ fn backup_dir(ctx: &Ctx<'_>, l: &Layout) -> Result<(), Error> {
             .create_dir(&dir, private)
             .map_err(Error::io(format!("cannot create {}", dir.display())))?;
     }
-    // An existing one is made root-only too: it is about to hold a dump.
+    // An existing one is made root's too: it is about to hold a dump.
+    let what = format!("cannot make {} root's, mode 0700", l.backup_dir.display());
     ctx.sys
-        .chmod(&l.backup_dir, 0o700)
-        .map_err(Error::io(format!(
-            "cannot chmod {}",
-            l.backup_dir.display()
-        )))
+        .chown(&l.backup_dir, Some(0), Some(0))
+        .and_then(|()| ctx.sys.chmod(&l.backup_dir, 0o700))
+        .map_err(Error::io(what))
 }
 
-/// Puts a tenant whose upgrade was cut short back where it started.
+/// Finishes what an upgrade cut short left, as its marker says.
 fn resume(spec: &ReleaseSpec, ctx: &Ctx<'_>, l: &Layout, m: &Marker) -> Result<(), Error> {
     let tenant = &spec.tenant;
-    if let Some(from) = &m.from {
-        point(ctx, l, from)?;
+    let by_hand = |what: String| {
+        Error::Invalid(format!(
+            "tenant {tenant}: its upgrade to {} was cut short, and {what}. It is left in \
+             maintenance mode; once mended by hand, remove {}",
+            m.to,
+            l.marker.display()
+        ))
+    };
+    if matches!(m.phase, Phase::Started | Phase::Saved | Phase::Restored) {
+        point(ctx, l, &m.from).map_err(|e| by_hand(format!("its link cannot go back: {e}")))?;
     }
-    if m.saved {
-        run_step(spec, ctx, &spec.restore).map_err(|err| {
-            Error::Invalid(format!(
-                "tenant {tenant}: its upgrade to {} was cut short, and restoring its backup \
-                 from {} failed: {err}. It is left in maintenance mode",
-                m.to,
+    if m.phase == Phase::Saved {
+        run_step(spec, ctx, &spec.restore).map_err(|e| {
+            by_hand(format!(
+                "restoring its backup from {} failed: {e}",
                 l.backup_dir.display()
             ))
         })?;
     }
-    run_step(spec, ctx, &spec.maintenance_off)?;
+    run_step(spec, ctx, &spec.maintenance_off)
+        .map_err(|e| by_hand(format!("maintenance mode cannot be turned off: {e}")))?;
     unmark(ctx, l)
 }
 
 /// The whole procedure for an installed tenant. On failure, the tenant is
 /// put back as it was and `ctx.run.contained_failure` says whether that
-/// worked.
-fn upgrade(
-    spec: &ReleaseSpec,
-    ctx: &mut Ctx<'_>,
-    l: &Layout,
-    from: Option<&str>,
-) -> Result<(), Error> {
+/// worked; the marker stays wherever something is left to finish.
+fn upgrade(spec: &ReleaseSpec, ctx: &mut Ctx<'_>, l: &Layout, from: &str) -> Result<(), Error> {
     let tenant = &spec.tenant;
     let to = &spec.version;
-    let was = from.unwrap_or("(no link)");
+    let marker_note = format!("then remove {}", l.marker.display());
     backup_dir(ctx, l)?;
-    // An installed tenant without a link of its own ran the shared code
-    // (before releases were per tenant): it needs code to run its steps.
-    if from.is_none() {
-        point(ctx, l, to)?;
-    }
-    if let Err(err) = run_step(spec, ctx, &spec.maintenance_on) {
-        ctx.run.contained_failure = true;
-        return Err(Error::Invalid(format!(
-            "tenant {tenant}: maintenance mode could not be turned on, nothing was changed \
-             (still {was}): {err}"
-        )));
-    }
     let mut marker = Marker {
-        from: from.map(str::to_owned),
+        from: from.to_owned(),
         to: to.clone(),
-        saved: false,
+        phase: Phase::Started,
     };
+    // Before anything: a run cut short from here on is finished by the next.
     mark(ctx, l, &marker)?;
 
-    // Nothing has changed yet but the maintenance flag.
-    let prepared = run_step(spec, ctx, &spec.backup).map_err(|e| ("backup", e));
-    let prepared = prepared.and_then(|()| {
-        marker.saved = true;
-        mark(ctx, l, &marker).map_err(|e| ("backup", e))
-    });
-    let switched = prepared.and_then(|()| point(ctx, l, to).map_err(|e| ("switch", e)));
+    // Nothing has changed before the switch but the maintenance flag.
+    let switched = run_step(spec, ctx, &spec.maintenance_on)
+        .map_err(|e| ("maintenance mode could not be turned on", e))
+        .and_then(|()| run_step(spec, ctx, &spec.backup).map_err(|e| ("the backup failed", e)))
+        .and_then(|()| {
+            marker.phase = Phase::Saved;
+            mark(ctx, l, &marker).map_err(|e| ("the backup could not be recorded", e))
+        })
+        .and_then(|()| point(ctx, l, to).map_err(|e| ("the switch failed", e)));
     if let Err((what, err)) = switched {
-        // Nothing to restore: the backup is not trusted, the link unchanged.
-        if let Some(from) = from {
-            point(ctx, l, from)?;
-        }
-        let off = run_step(spec, ctx, &spec.maintenance_off);
-        // A tenant that had no link keeps the one it was just given: not
-        // as it was, so the run stops (and the next one resumes).
-        ctx.run.contained_failure = from.is_some() && off.is_ok() && unmark(ctx, l).is_ok();
-        return Err(Error::Invalid(match off {
-            Ok(()) => format!(
-                "tenant {tenant}: the {what} failed before anything was upgraded; it still runs \
-                 {was}, maintenance off again: {err}"
-            ),
-            Err(off) => format!(
-                "tenant {tenant}: the {what} failed ({err}), and maintenance mode could not be \
-                 turned off: {off}. It still runs {was}: turn maintenance off by hand"
+        // The backup is not needed: the link never moved, or is put back.
+        let back = point(ctx, l, from)
+            .and_then(|()| run_step(spec, ctx, &spec.maintenance_off))
+            .and_then(|()| unmark(ctx, l));
+        return Err(Error::Invalid(match back {
+            Ok(()) => {
+                ctx.run.contained_failure = true;
+                format!(
+                    "tenant {tenant}: {what}, before anything was upgraded; it still runs \
+                     {from}, maintenance off: {err}"
+                )
+            }
+            Err(back) => format!(
+                "tenant {tenant}: {what} ({err}), and putting it back failed: {back}. It runs \
+                 {from}: turn maintenance off by hand, {marker_note}"
             ),
         }));
     }
 
     if let Err(err) = run_step(spec, ctx, &spec.upgrade) {
-        let Some(from) = from else {
-            let restored = run_step(spec, ctx, &spec.restore);
-            return Err(Error::Invalid(format!(
-                "tenant {tenant}: the upgrade step to {to} failed: {err}. It had no link of its \
-                 own before, so there is no release to go back to; {}. It is left in \
-                 maintenance mode: point {} to the release it ran and turn maintenance off by hand",
-                match restored {
-                    Ok(()) => format!(
-                        "database and config restored from {}",
-                        l.backup_dir.display()
-                    ),
-                    Err(e) => format!("the restore failed too: {e}"),
-                },
-                l.link.display()
-            )));
-        };
         let rolled_back = point(ctx, l, from).and_then(|()| run_step(spec, ctx, &spec.restore));
-        return Err(Error::Invalid(match rolled_back {
-            Ok(()) => match run_step(spec, ctx, &spec.maintenance_off) {
-                Ok(()) => {
-                    ctx.run.contained_failure = unmark(ctx, l).is_ok();
-                    format!(
-                        "tenant {tenant}: the upgrade step to {to} failed; rolled back to {was} \
-                         (code link, and database and config restored from {}): {err}",
-                        l.backup_dir.display()
-                    )
-                }
-                Err(off) => format!(
-                    "tenant {tenant}: the upgrade step to {to} failed ({err}); rolled back to \
-                     {was}, but maintenance mode could not be turned off: {off}"
-                ),
-            },
-            Err(back) => format!(
+        if let Err(back) = rolled_back {
+            return Err(Error::Invalid(format!(
                 "tenant {tenant}: the upgrade step to {to} failed, and so did its rollback: \
-                 {back}. The tenant is left in maintenance mode: put {} back to {was} and \
-                 restore from {} by hand. The upgrade step said: {err}",
+                 {back}. The tenant is left in maintenance mode: the next run tries the rollback \
+                 again (or put {} back to {from} and restore from {} by hand, {marker_note}). \
+                 The upgrade step said: {err}",
                 l.link.display(),
                 l.backup_dir.display()
+            )));
+        }
+        marker.phase = Phase::Restored;
+        let off = mark(ctx, l, &marker)
+            .and_then(|()| run_step(spec, ctx, &spec.maintenance_off))
+            .and_then(|()| unmark(ctx, l));
+        return Err(Error::Invalid(match off {
+            Ok(()) => {
+                ctx.run.contained_failure = true;
+                format!(
+                    "tenant {tenant}: the upgrade step to {to} failed; rolled back to {from} \
+                     (code link, and database and config restored from {}): {err}",
+                    l.backup_dir.display()
+                )
+            }
+            Err(off) => format!(
+                "tenant {tenant}: the upgrade step to {to} failed ({err}); rolled back to \
+                 {from}, but maintenance mode could not be turned off: {off}"
             ),
         }));
     }
 
-    run_step(spec, ctx, &spec.maintenance_off).map_err(|err| {
-        Error::Invalid(format!(
-            "tenant {tenant}: upgraded to {to}, but maintenance mode could not be turned off: \
-             {err}"
-        ))
-    })?;
+    marker.phase = Phase::Upgraded;
+    mark(ctx, l, &marker)
+        .and_then(|()| run_step(spec, ctx, &spec.maintenance_off))
+        .map_err(|err| {
+            Error::Invalid(format!(
+                "tenant {tenant}: upgraded to {to}, but maintenance mode could not be turned \
+                 off: {err}. The next run tries again"
+            ))
+        })?;
     unmark(ctx, l)
 }
 
@@ -676,7 +765,7 @@ mod tests {
         );
         let (result, contained) = run(&sys, &spec(dir.path(), "2.0"), false);
         let err = result.unwrap_err().to_string();
-        assert!(err.contains("backup failed"), "{err}");
+        assert!(err.contains("the backup failed"), "{err}");
         assert!(err.contains("connection refused"), "{err}");
         assert!(contained);
         assert_eq!(link(dir.path()), "../releases/1.0");
@@ -706,14 +795,10 @@ mod tests {
         let sys = Recorder::new();
         sys.reply(&["step", "on"], 1, "not installed\n");
         let (result, contained) = run(&sys, &spec(dir.path(), "2.0"), false);
-        assert!(
-            result
-                .unwrap_err()
-                .to_string()
-                .contains("nothing was changed")
-        );
-        assert!(contained);
-        assert_eq!(sys.commands(), ["step on amap"]);
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("before anything was upgraded"), "{err}");
+        assert!(contained, "maintenance turned off again");
+        assert_eq!(sys.commands(), ["step on amap", "step off amap"]);
         assert_eq!(link(dir.path()), "../releases/1.0");
     }
 
@@ -733,25 +818,99 @@ mod tests {
     }
 
     #[test]
-    fn an_installed_tenant_without_a_link_gets_one_before_its_steps() {
+    fn an_installed_tenant_without_a_link_starts_from_what_the_shared_code_ran() {
         let dir = dest();
         fs::remove_file(dir.path().join("tenants/amap")).unwrap();
+        std::os::unix::fs::symlink("releases/1.0", dir.path().join("current")).unwrap();
+        // Same release: the link alone, no step.
         let sys = Recorder::new();
-        let (result, _) = run(&sys, &spec(dir.path(), "2.0"), false);
-        assert!(result.unwrap().changes[0].contains("(no link) -> 2.0"));
+        let changes = run(&sys, &spec(dir.path(), "1.0"), false)
+            .0
+            .unwrap()
+            .changes;
+        assert_eq!(
+            changes,
+            ["point tenant amap to release 1.0 (the release the shared code ran)"]
+        );
+        assert!(sys.commands().is_empty());
+        assert_eq!(link(dir.path()), "../releases/1.0");
+
+        // A new release in the same run as the archive's switch: from the
+        // release `current` pointed to before it.
+        fs::remove_file(dir.path().join("tenants/amap")).unwrap();
+        let sys = Recorder::new();
+        let mut state = RunState::default();
+        state
+            .shared_before
+            .insert(spec(dir.path(), "2.0").dest, "1.0".into());
+        let mut ctx = Ctx {
+            sys: &sys,
+            check: false,
+            want_diff: false,
+            sensitive: false,
+            run: &mut state,
+        };
+        let changes = converge(&spec(dir.path(), "2.0"), &mut ctx)
+            .unwrap()
+            .changes;
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes[1].starts_with("upgrade tenant amap 1.0 -> 2.0"),
+            "{changes:?}"
+        );
         assert_eq!(sys.commands().len(), 4);
         assert_eq!(link(dir.path()), "../releases/2.0");
 
-        // Its upgrade failing has no release to go back to: it stays in
-        // maintenance and the run stops.
+        // Neither a link nor a `current`: refused, nothing run.
         fs::remove_file(dir.path().join("tenants/amap")).unwrap();
+        fs::remove_file(dir.path().join("current")).unwrap();
         let sys = Recorder::new();
-        sys.reply(&["step", "upgrade"], 1, "boom\n");
+        let err = run(&sys, &spec(dir.path(), "2.0"), false)
+            .0
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("by hand"), "{err}");
+        assert!(sys.commands().is_empty());
+    }
+
+    #[test]
+    fn a_link_clou_did_not_make_is_refused() {
+        let dir = dest();
+        fs::remove_file(dir.path().join("tenants/amap")).unwrap();
+        std::os::unix::fs::symlink("/opt/elsewhere", dir.path().join("tenants/amap")).unwrap();
+        let sys = Recorder::new();
+        let err = run(&sys, &spec(dir.path(), "2.0"), false)
+            .0
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("points to /opt/elsewhere"), "{err}");
+        assert!(sys.commands().is_empty());
+    }
+
+    #[test]
+    fn maintenance_left_on_after_a_successful_upgrade_is_only_turned_off_next_time() {
+        let dir = dest();
+        let sys = Recorder::new();
+        sys.reply(&["step", "off"], 1, "cannot write config.php\n");
         let (result, contained) = run(&sys, &spec(dir.path(), "2.0"), false);
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("no release to go back to"), "{err}");
+        assert!(result.unwrap_err().to_string().contains("upgraded to 2.0"));
         assert!(!contained);
-        assert_eq!(sys.commands().last().unwrap(), "step restore amap");
+        let marker = dir.path().join("backups/amap/upgrade-in-progress");
+        assert_eq!(fs::read_to_string(&marker).unwrap(), "1.0 2.0 upgraded\n");
+
+        let sys = Recorder::new();
+        let changes = run(&sys, &spec(dir.path(), "2.0"), false)
+            .0
+            .unwrap()
+            .changes;
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            sys.commands(),
+            ["step off amap"],
+            "no restore of the old backup"
+        );
+        assert_eq!(link(dir.path()), "../releases/2.0");
+        assert!(!marker.exists());
     }
 
     #[test]
