@@ -53,6 +53,15 @@ pub fn mark_down() {
 
 type Test = fn() -> Result<(), Failed>;
 
+/// Runs one test and prints how long it took: the suite has a time budget
+/// (25 minutes in CI), and this says where it goes.
+fn timed(name: &str, test: Test) -> Result<(), Failed> {
+    let start = std::time::Instant::now();
+    let result = test();
+    eprintln!("e2e-time {:7.1} s  {name}", start.elapsed().as_secs_f64());
+    result
+}
+
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     // The tests share one lab and the last one takes it down: keep order.
@@ -77,7 +86,7 @@ fn main() -> ExitCode {
     tests.extend(fleet::tests());
     let trials = tests
         .into_iter()
-        .map(|(name, test)| Trial::test(name, test).with_ignored_flag(skip))
+        .map(|(name, test)| Trial::test(name, move || timed(name, test)).with_ignored_flag(skip))
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     let down = DOWN.lock().map(|d| *d).unwrap_or(true);
