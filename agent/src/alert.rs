@@ -42,6 +42,19 @@ impl State {
     }
 }
 
+/// How many unposted messages are kept: at the timer's pace (a check every
+/// 10 minutes), 16 hours of a change at every check, longer than a
+/// webhook's outage should last.
+pub const MAX_PENDING: usize = 100;
+
+/// Drops the oldest pending messages beyond [`MAX_PENDING`]; returns how
+/// many.
+pub fn bound(pending: &mut Vec<String>) -> usize {
+    let over = pending.len().saturating_sub(MAX_PENDING);
+    pending.drain(..over);
+    over
+}
+
 /// The findings of a report, keyed as in [`State`].
 pub fn snapshot(report: &HealthReport) -> BTreeMap<String, (Severity, String)> {
     report
@@ -128,6 +141,15 @@ pub fn post(url: &str, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_messages_are_bounded_dropping_the_oldest() {
+        let mut pending: Vec<String> = (0..MAX_PENDING + 3).map(|i| i.to_string()).collect();
+        assert_eq!(bound(&mut pending), 3);
+        assert_eq!(pending.len(), MAX_PENDING);
+        assert_eq!(pending.first().map(String::as_str), Some("3"));
+        assert_eq!(bound(&mut pending), 0);
+    }
 
     fn state(entries: &[(&str, Severity)]) -> BTreeMap<String, (Severity, String)> {
         entries

@@ -236,7 +236,24 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
     let after = alert::snapshot(&report);
     let lines = alert::changes(&state.findings, &after);
     if !lines.is_empty() {
-        state.pending.push(alert::message(&config.host, &lines));
+        // Said in the journal in every case; kept for the webhook only when
+        // there is one: queued without one, a problem long mended would be
+        // posted as news the day a webhook is configured.
+        log(&alert::message(&config.host, &lines));
+        if config.webhook_url.is_some() {
+            state.pending.push(alert::message(&config.host, &lines));
+        }
+    }
+    if config.webhook_url.is_none() {
+        state.pending.clear();
+    }
+    let dropped = alert::bound(&mut state.pending);
+    if dropped > 0 {
+        log(&format!(
+            "clou-agent check: the webhook has been unreachable for {} checks with changes; \
+             the {dropped} oldest alerts are dropped (they are in this journal)",
+            alert::MAX_PENDING + dropped
+        ));
     }
     state.findings = after;
     let mut sent = 0;
@@ -799,6 +816,43 @@ mod tests {
             alert::State::load(&state.join("health-state.json"))
                 .pending
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn without_a_webhook_nothing_is_kept_to_post_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("wiki.pem");
+        certificate(&cert, 3);
+        let config = dir.path().join("check.json");
+        let write_config = |url: Option<&str>| {
+            std::fs::write(
+                &config,
+                serde_json::json!({"host": "web", "webhook_url": url, "settings": {"certificates": [cert]}}).to_string(),
+            )
+            .unwrap();
+        };
+        let state = dir.path().join("state");
+        // The certificate expires while no webhook is configured...
+        write_config(None);
+        check(&system::Host, &config, &state).unwrap();
+        assert!(
+            alert::State::load(&state.join("health-state.json"))
+                .pending
+                .is_empty()
+        );
+        // ...and is renewed; then a webhook is configured: the first post
+        // is not the stale problem, and there is nothing else to say.
+        certificate(&cert, 90);
+        check(&system::Host, &config, &state).unwrap();
+        let (url, posts) = receiver();
+        write_config(Some(&url));
+        check(&system::Host, &config, &state).unwrap();
+        assert!(
+            posts
+                .recv_timeout(std::time::Duration::from_millis(500))
+                .is_err(),
+            "nothing stale is posted"
         );
     }
 
