@@ -46,8 +46,8 @@ pub const TESTS: &[(&str, Test)] = &[
 /// The monitoring host (the inventory's `monitoring` group).
 const MONITOR: &str = "web";
 
-/// How long Prometheus may take to scrape a target after a (re)start:
-/// two scrape intervals (30 s) and some slack.
+/// How long Prometheus may take to scrape a target after a (re)start: two
+/// of production's scrape intervals (30 s; the lab's is 5 s) and slack.
 const PATIENCE: Duration = Duration::from_secs(75);
 
 /// Runs a python3 script on `host` (as root) and returns its stdout.
