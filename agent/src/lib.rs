@@ -235,14 +235,14 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
     let mut state = alert::State::load(&state_path);
     let after = alert::snapshot(&report);
     let lines = alert::changes(&state.findings, &after);
+    // Every change is said in the journal; it is kept for the webhook only
+    // when there is one: queued without one, a problem long mended would be
+    // posted as news the day a webhook is configured (and a state file
+    // written before one was removed drops what it still held).
     if !lines.is_empty() {
-        // Said in the journal in every case; kept for the webhook only when
-        // there is one: queued without one, a problem long mended would be
-        // posted as news the day a webhook is configured.
-        log(&alert::message(&config.host, &lines));
-        if config.webhook_url.is_some() {
-            state.pending.push(alert::message(&config.host, &lines));
-        }
+        let message = alert::message(&config.host, &lines);
+        log(&message);
+        state.pending.push(message);
     }
     if config.webhook_url.is_none() {
         state.pending.clear();
@@ -250,9 +250,8 @@ pub fn check(sys: &dyn system::System, config: &Path, state_dir: &Path) -> Resul
     let dropped = alert::bound(&mut state.pending);
     if dropped > 0 {
         log(&format!(
-            "clou-agent check: the webhook has been unreachable for {} checks with changes; \
-             the {dropped} oldest alerts are dropped (they are in this journal)",
-            alert::MAX_PENDING + dropped
+            "clou-agent check: the webhook is still unreachable; the {dropped} oldest \
+             unposted alerts are dropped (they are in this journal)"
         ));
     }
     state.findings = after;
@@ -729,6 +728,15 @@ mod tests {
         assert!(status.success());
     }
 
+    /// A check's config for `web` watching `cert`, posting to `url`.
+    fn write_check_config(config: &Path, url: Option<&str>, cert: &Path) {
+        std::fs::write(
+            config,
+            serde_json::json!({"host": "web", "webhook_url": url, "settings": {"certificates": [cert]}}).to_string(),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn check_alerts_once_for_a_new_problem_and_once_when_it_recovers() {
         let dir = tempfile::tempdir().unwrap();
@@ -792,13 +800,7 @@ mod tests {
             .unwrap()
             .port();
         let config = dir.path().join("check.json");
-        let write_config = |url: &str| {
-            std::fs::write(
-                &config,
-                serde_json::json!({"host": "web", "webhook_url": url, "settings": {"certificates": [cert]}}).to_string(),
-            )
-            .unwrap();
-        };
+        let write_config = |url: &str| write_check_config(&config, Some(url), &cert);
         write_config(&format!("http://127.0.0.1:{port}/hooks/secret-key"));
         let state = dir.path().join("state");
         check(&system::Host, &config, &state).unwrap();
@@ -825,13 +827,7 @@ mod tests {
         let cert = dir.path().join("wiki.pem");
         certificate(&cert, 3);
         let config = dir.path().join("check.json");
-        let write_config = |url: Option<&str>| {
-            std::fs::write(
-                &config,
-                serde_json::json!({"host": "web", "webhook_url": url, "settings": {"certificates": [cert]}}).to_string(),
-            )
-            .unwrap();
-        };
+        let write_config = |url: Option<&str>| write_check_config(&config, url, &cert);
         let state = dir.path().join("state");
         // The certificate expires while no webhook is configured...
         write_config(None);
