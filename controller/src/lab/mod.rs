@@ -8,7 +8,7 @@
 //!
 //! - [`prereq`]: root, and the tools the lab drives (installed with apt).
 //! - [`mirror`]: the Debian mirror, read from this machine's apt sources.
-//! - [`image`]: one base root filesystem per release (debootstrap, cached).
+//! - [`image`]: one base root filesystem per release (mmdebstrap, cached).
 //! - [`repo`] and [`labdeb`]: the apt repository hosts install from.
 //! - [`artifacts`]: stand-in application releases, served from that
 //!   repository, which the lab overlay's vars point the roles at.

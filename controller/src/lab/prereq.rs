@@ -14,7 +14,7 @@ use crate::process;
 
 /// Programs the lab runs, and the Debian package that ships each.
 pub const TOOLS: &[(&str, &str)] = &[
-    ("debootstrap", "debootstrap"),
+    ("mmdebstrap", "mmdebstrap"),
     ("systemd-nspawn", "systemd-container"),
     ("apt-ftparchive", "apt-utils"),
     ("dpkg-deb", "dpkg"),
@@ -75,6 +75,9 @@ pub fn ensure() -> Result<(), LabError> {
         process::run(
             Command::new("apt-get")
                 .args(["install", "-y", "-q", "--no-install-recommends"])
+                // Two labs booted at once both find the tool missing: the
+                // second waits for the first's dpkg lock instead of failing.
+                .args(["-o", "DPkg::Lock::Timeout=300"])
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
