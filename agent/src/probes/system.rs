@@ -1,13 +1,17 @@
 //! The `system` probe: load, memory, uptime, a pending reboot and pending
 //! security updates.
 //!
-//! Load is judged per CPU over 15 minutes (a short peak is not a problem);
+//! Load is judged per CPU over 15 minutes (a short peak is not a problem),
+//! except in a container, where `/proc/loadavg` is the whole machine's:
+//! every container on it would report the same load as its own (the lab's
+//! hosts all warned at once while another lab converged), so there it is
+//! only shown.
 //! memory by `MemAvailable`, the kernel's own estimate of what programs can
 //! still get without swapping. Security updates are counted with a
 //! simulated `apt-get upgrade` against the apt lists as they are (no
 //! `apt-get update`: a health check changes nothing).
 
-use clou_protocol::health::{Finding, Severity};
+use clou_protocol::health::{Finding, Severity, Thresholds};
 
 use super::{Probe, ProbeCtx};
 use crate::system::Cmd;
@@ -64,6 +68,25 @@ pub fn upgrades(simulation: &str) -> (usize, usize) {
     (inst.len(), security)
 }
 
+/// The load finding: `load` (15 minutes) on `n` CPUs, judged against `t`
+/// unless this host is a `container` (its kind), where it is the machine's.
+pub fn load_finding(load: f64, n: usize, container: Option<&str>, t: &Thresholds) -> Finding {
+    let per_cpu = load / n as f64;
+    let text = format!("load {load:.2} over 15 minutes on {n} CPUs ({per_cpu:.2} per CPU)");
+    let (severity, text) = match container {
+        Some(kind) => (
+            Severity::Ok,
+            format!("{text}, the whole machine's: this host is a {kind} container"),
+        ),
+        None if per_cpu >= t.load_crit_per_cpu => (Severity::Crit, text),
+        None if per_cpu >= t.load_warn_per_cpu => (Severity::Warn, text),
+        None => (Severity::Ok, text),
+    };
+    Finding::new("system", "load", severity, text)
+        .fact("load15", format!("{load:.2}"))
+        .fact("cpus", n)
+}
+
 impl Probe for SystemProbe {
     fn name(&self) -> &'static str {
         "system"
@@ -78,24 +101,11 @@ impl Probe for SystemProbe {
             .map(|s| cpus(&s))
             .unwrap_or(1);
         if let Some(load) = read("/proc/loadavg").and_then(|s| load15(&s)) {
-            let per_cpu = load / n as f64;
-            let severity = if per_cpu >= t.load_crit_per_cpu {
-                Severity::Crit
-            } else if per_cpu >= t.load_warn_per_cpu {
-                Severity::Warn
-            } else {
-                Severity::Ok
-            };
-            findings.push(
-                Finding::new(
-                    "system",
-                    "load",
-                    severity,
-                    format!("load {load:.2} over 15 minutes on {n} CPUs ({per_cpu:.2} per CPU)"),
-                )
-                .fact("load15", format!("{load:.2}"))
-                .fact("cpus", n),
-            );
+            // systemd writes what kind of container it runs in there.
+            let container = read("/run/systemd/container")
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
+            findings.push(load_finding(load, n, container.as_deref(), t));
         }
 
         if let Some((total, available)) = read("/proc/meminfo").and_then(|s| memory(&s)) {
@@ -215,6 +225,22 @@ mod tests {
         let meminfo = include_str!("testdata/system/meminfo-bookworm-lab-web.txt");
         let (total, available) = memory(meminfo).unwrap();
         assert!(total > available && available > 0);
+    }
+
+    #[test]
+    fn load_is_judged_per_cpu_except_in_a_container() {
+        let t = Thresholds::default();
+        // /proc/loadavg read on a lab host while the lab converged: 4.80.
+        assert_eq!(load_finding(4.8, 2, None, &t).severity, Severity::Warn);
+        assert_eq!(load_finding(8.0, 2, None, &t).severity, Severity::Crit);
+        assert_eq!(load_finding(3.9, 2, None, &t).severity, Severity::Ok);
+        let shared = load_finding(9.0, 2, Some("systemd-nspawn"), &t);
+        assert_eq!(shared.severity, Severity::Ok);
+        assert!(
+            shared.message.contains("whole machine's") && shared.message.contains("systemd-nspawn"),
+            "{}",
+            shared.message
+        );
     }
 
     #[test]
