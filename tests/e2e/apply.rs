@@ -331,7 +331,9 @@ fn the_agent_is_uploaded_once_and_old_copies_removed() -> Result<(), Failed> {
 
 fn a_second_concurrent_apply_fails_fast_naming_the_holder() -> Result<(), Failed> {
     let lab = lab()?;
-    // The first run holds bravo's lock for a few seconds (a slow step).
+    // The first run holds bravo's lock for a while (a slow step): long
+    // enough that the second one's refusal, even slowed by the fleet lab
+    // converging meanwhile, comes well before the lock is free.
     let mut first = Command::new(&lab.clou)
         .args(["apply", "--inventory"])
         .arg(&lab.inventory)
@@ -342,7 +344,7 @@ fn a_second_concurrent_apply_fails_fast_naming_the_holder() -> Result<(), Failed
             "--limit",
             "bravo",
             "-e",
-            "e2e_sleep=6",
+            "e2e_sleep=15",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -375,7 +377,8 @@ fn a_second_concurrent_apply_fails_fast_naming_the_holder() -> Result<(), Failed
         refused.contains(" by ") && refused.contains('@'),
         "names the admin: {refused}"
     );
-    assert!(took < Duration::from_secs(4), "fails fast, took {took:?}");
+    // A second run that waited for the lock would take the holder's 15 s.
+    assert!(took < Duration::from_secs(8), "fails fast, took {took:?}");
     let out = first.wait_with_output()?;
     assert!(
         out.status.success(),

@@ -82,12 +82,21 @@ fn main() -> ExitCode {
     tests.extend_from_slice(upgrade::TESTS);
     tests.extend_from_slice(onboard::TESTS);
     tests.extend_from_slice(lab::LAST);
-    // The fleet's own lab, once the three-release one is down.
+    // The fleet's own lab, once the three-release tests are done; it boots
+    // and converges meanwhile, when any of its tests is to run.
     tests.extend(fleet::tests());
-    let trials = tests
+    let trials: Vec<Trial> = tests
         .into_iter()
         .map(|(name, test)| Trial::test(name, move || timed(name, test)).with_ignored_flag(skip))
         .collect();
+    if !skip
+        && !args.list
+        && trials
+            .iter()
+            .any(|t| t.name().starts_with("fleet::") && !args.is_filtered_out(t))
+    {
+        fleet::converge_in_background();
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     let down = DOWN.lock().map(|d| *d).unwrap_or(true);
     if let Some(Ok(lab)) = LAB.get()
